@@ -1,0 +1,276 @@
+//! Prometheus metrics with upstream's names and labels (spec §8), plus a few extensions
+//! (marked below) that count bad input and drops.
+//!
+//! The control plane updates these directly (it is low-rate). Data-plane counters are kept
+//! per worker and summed at scrape time; they are never written into this registry per packet.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const NS: &str = "rtcd";
+
+/// Upstream's `rtcd_rtc_rtp_tracks_writes_time` buckets.
+const WRITE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+];
+/// Upstream's `rtcd_rtc_client_loss_rate` buckets.
+const LOSS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    // WebSocket (upstream)
+    pub ws_connections: IntGaugeVec,
+    pub ws_messages: IntCounterVec,
+    // RTC (upstream)
+    pub rtc_sessions: IntGaugeVec,
+    pub rtc_tracks: IntGaugeVec,
+    pub rtc_track_writes_time: HistogramVec,
+    pub rtc_conn_states: IntCounterVec,
+    pub rtc_errors: IntCounterVec,
+    pub rtc_connection_time: HistogramVec,
+    pub rtc_dc_open_time: HistogramVec,
+    pub rtc_lock_grab_time: HistogramVec,
+    pub rtc_lock_locked_time: HistogramVec,
+    pub rtc_client_loss_rate: HistogramVec,
+    pub rtc_client_rtt: HistogramVec,
+    pub rtc_client_jitter: HistogramVec,
+    // Extensions (not in upstream): bad input and drops.
+    pub ws_errors: IntCounterVec,
+    pub auth_errors: IntCounterVec,
+    pub bridge_drops: IntCounterVec,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace(NS), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace(NS), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Option<&[f64]>,
+) -> HistogramVec {
+    let mut opts = HistogramOpts::new(name, help).namespace(NS);
+    if let Some(b) = buckets {
+        opts = opts.buckets(b.to_vec());
+    }
+    let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+impl Metrics {
+    /// Builds the registry. Panics only on a programming error (duplicate metric name),
+    /// which the unit test below catches.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc =
+                prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, NS);
+            let _ = r.register(Box::new(pc));
+        }
+        let latency: Option<&[f64]> = None;
+        Metrics {
+            ws_connections: gauge(
+                &r,
+                "ws_connections_total",
+                "Open plugin WebSocket connections",
+                &["clientID"],
+            ),
+            ws_messages: counter(
+                &r,
+                "ws_messages_total",
+                "WebSocket messages",
+                &["clientID", "type", "direction"],
+            ),
+            rtc_sessions: gauge(
+                &r,
+                "rtc_sessions_total",
+                "Active RTC sessions",
+                &["groupID"],
+            ),
+            rtc_tracks: gauge(
+                &r,
+                "rtc_rtp_tracks_total",
+                "Active RTP tracks",
+                &["groupID", "direction", "type"],
+            ),
+            rtc_track_writes_time: histogram(
+                &r,
+                "rtc_rtp_tracks_writes_time",
+                "Seconds per forwarded packet write",
+                &["groupID", "type"],
+                Some(WRITE_BUCKETS),
+            ),
+            rtc_conn_states: counter(
+                &r,
+                "rtc_conn_states_total",
+                "Peer connection state changes",
+                &["type"],
+            ),
+            rtc_errors: counter(&r, "rtc_errors_total", "RTC errors", &["groupID", "type"]),
+            rtc_connection_time: histogram(
+                &r,
+                "rtc_connection_time",
+                "Seconds from join to connected",
+                &["groupID"],
+                None,
+            ),
+            rtc_dc_open_time: histogram(
+                &r,
+                "rtc_dc_open_time",
+                "Seconds from first offer to data channel open",
+                &["groupID"],
+                None,
+            ),
+            rtc_lock_grab_time: histogram(
+                &r,
+                "rtc_signaling_lock_grab_time",
+                "Seconds waiting for the signaling lock",
+                &["groupID"],
+                None,
+            ),
+            rtc_lock_locked_time: histogram(
+                &r,
+                "rtc_signaling_lock_locked_time",
+                "Seconds the signaling lock was held",
+                &["groupID"],
+                None,
+            ),
+            rtc_client_loss_rate: histogram(
+                &r,
+                "rtc_client_loss_rate",
+                "Client-reported loss rate",
+                &["groupID"],
+                Some(LOSS_BUCKETS),
+            ),
+            rtc_client_rtt: histogram(
+                &r,
+                "rtc_client_rtt",
+                "Client-reported round-trip time (s)",
+                &["groupID"],
+                latency,
+            ),
+            rtc_client_jitter: histogram(
+                &r,
+                "rtc_client_jitter",
+                "Client-reported jitter (s)",
+                &["groupID"],
+                latency,
+            ),
+            ws_errors: counter(
+                &r,
+                "ws_errors_total",
+                "Rejected WebSocket input (extension)",
+                &["clientID", "type"],
+            ),
+            auth_errors: counter(
+                &r,
+                "auth_errors_total",
+                "Failed authentications (extension)",
+                &["type"],
+            ),
+            bridge_drops: counter(
+                &r,
+                "bridge_drops_total",
+                "Commands or notices dropped between planes (extension)",
+                &["direction", "reason"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "failed to encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_metric_names_are_exported() {
+        let m = Metrics::new();
+        m.ws_connections.with_label_values(&["c"]).inc();
+        m.ws_messages.with_label_values(&["c", "join", "in"]).inc();
+        m.rtc_sessions.with_label_values(&["g"]).inc();
+        m.rtc_tracks
+            .with_label_values(&["g", "in", "audio/opus"])
+            .inc();
+        m.rtc_track_writes_time
+            .with_label_values(&["g", "voice"])
+            .observe(0.001);
+        m.rtc_conn_states.with_label_values(&["connected"]).inc();
+        m.rtc_errors.with_label_values(&["g", "ice"]).inc();
+        m.rtc_connection_time.with_label_values(&["g"]).observe(0.1);
+        m.rtc_dc_open_time.with_label_values(&["g"]).observe(0.1);
+        m.rtc_lock_grab_time.with_label_values(&["g"]).observe(0.1);
+        m.rtc_lock_locked_time
+            .with_label_values(&["g"])
+            .observe(0.1);
+        m.rtc_client_loss_rate
+            .with_label_values(&["g"])
+            .observe(0.01);
+        m.rtc_client_rtt.with_label_values(&["g"]).observe(0.01);
+        m.rtc_client_jitter.with_label_values(&["g"]).observe(0.01);
+        let text = m.render();
+        for name in [
+            "rtcd_ws_connections_total{clientID=\"c\"} 1",
+            "rtcd_ws_messages_total{clientID=\"c\",direction=\"in\",type=\"join\"} 1",
+            "rtcd_rtc_sessions_total{groupID=\"g\"} 1",
+            "rtcd_rtc_rtp_tracks_total{direction=\"in\",groupID=\"g\",type=\"audio/opus\"} 1",
+            "rtcd_rtc_rtp_tracks_writes_time_bucket{groupID=\"g\",type=\"voice\",le=\"0.0075\"} 1",
+            "rtcd_rtc_conn_states_total{type=\"connected\"} 1",
+            "rtcd_rtc_errors_total{groupID=\"g\",type=\"ice\"} 1",
+            "rtcd_rtc_connection_time_bucket{groupID=\"g\",le=\"0.25\"} 1",
+            "rtcd_rtc_dc_open_time_count",
+            "rtcd_rtc_signaling_lock_grab_time_count",
+            "rtcd_rtc_signaling_lock_locked_time_count",
+            "rtcd_rtc_client_loss_rate_bucket{groupID=\"g\",le=\"0.025\"} 1",
+            "rtcd_rtc_client_rtt_count",
+            "rtcd_rtc_client_jitter_count",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        #[cfg(target_os = "linux")]
+        assert!(
+            text.contains("rtcd_process_resident_memory_bytes"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! One integration binary: the control plane on 127.0.0.1 with a temporary store, driven by
+//! a plugin-like client that encodes msgpack exactly like the Go plugin, plus the real
+//! `rtcd` binary for start-up, restart and signal behaviour.
+
+mod api;
+mod common;
+mod daemon;
+mod ws;
