@@ -216,6 +216,17 @@ pub enum ConfigError {
     },
 }
 
+fn syntax_message(file: Option<&Path>, line: usize, column: usize, message: &str) -> String {
+    let mut s = String::from("failed to decode config");
+    if let Some(f) = file {
+        s.push_str(&format!(" file {}", f.display()));
+    }
+    if line > 0 {
+        s.push_str(&format!(" at line {line}, column {column}"));
+    }
+    format!("{s}: {message}")
+}
+
 fn invalid(
     key: impl Into<String>,
     value: impl Into<String>,

@@ -228,10 +228,8 @@ impl Plugin {
 
     /// Asserts nothing arrives within `d`.
     pub async fn expect_silence(&mut self, d: Duration) {
-        if let Ok(Some(Ok(m))) = tokio::time::timeout(d, self.ws.next()).await {
-            if let Message::Binary(b) = &m {
-                panic!("unexpected frame {:?}", ClientMessage::decode(b));
-            }
+        if let Ok(Some(Ok(Message::Binary(b)))) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("unexpected frame {:?}", ClientMessage::decode(&b));
         }
     }
 }

@@ -21,7 +21,7 @@ async fn ws_auth_failure_answers_200_with_empty_body_and_no_upgrade() {
         basic("ghost", KEY),
         "Bearer nope".to_string(),
     ] {
-        let err = ws_connect(&s.ws_url, &auth).await.err().expect("must fail");
+        let err = ws_connect(&s.ws_url, &auth).await.expect_err("must fail");
         match err {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {
                 assert_eq!(resp.status(), 200);
@@ -369,7 +369,11 @@ async fn malformed_frames_are_counted_and_the_connection_survives() {
         vec![0x01, 0x02],                         // type is not a str
         unknown,                                  // unknown type
         vec![0xa4, b'j', b'o', b'i', b'n', 0x01], // join data not a map
-        session_frame("hello", "x"),              // rtcd never accepts hello from the plugin
+        ClientMessage::Hello {
+            client_id: "c1".into(),
+            conn_id: "x".into(),
+        }
+        .to_bytes(), // rtcd never accepts hello from the plugin
     ] {
         p.send_raw(bad).await;
     }
