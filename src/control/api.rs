@@ -21,9 +21,6 @@ use super::system::CpuLoad;
 use super::ws::{self, WsSettings};
 use crate::version::VersionInfo;
 
-/// Largest request body we read (register/login bodies are tiny).
-const MAX_BODY: usize = 64 * 1024;
-
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub auth: Arc<AuthService>,
@@ -93,18 +90,8 @@ fn auth_header(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Decodes a JSON object whose values are all strings (upstream's `map[string]string`).
 fn string_map(body: &Bytes) -> Result<HashMap<String, String>, String> {
-    if body.len() > MAX_BODY {
-        return Err("request body too large".into());
-    }
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err("EOF".into());
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let map = <HashMap<String, String> as serde::Deserialize>::deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-    Ok(map)
+    rtcd_proto::api::parse_string_map(body).map_err(|e| e.to_string())
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {

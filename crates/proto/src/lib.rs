@@ -3,6 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`api`] | the JSON bodies of the HTTP API's POST routes |
 //! | [`ws`] | the plugin ↔ rtcd WebSocket frames (`ClientMessage`, `rtc.Message`) |
 //! | [`dc`] | the `calls-dc` data-channel messages and the bounded SDP zlib codec |
 //! | [`id`] | 26-character Mattermost-style IDs |
@@ -12,6 +13,7 @@
 //! size an allocation from a length prefix it has not checked against the input.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod dc;
 pub mod id;
 mod msgpack;
