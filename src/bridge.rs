@@ -128,6 +128,52 @@ pub enum Notice {
         key: SessionKey,
         reason: CloseReason,
     },
+    /// A low-rate observation for the metrics (a few per session per second at most).
+    Stat(StatEvent),
+}
+
+/// Observations the control plane turns into upstream's `rtcd_rtc_*` metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatEvent {
+    /// `rtcd_rtc_errors_total{groupID,type}`.
+    Error {
+        group_id: Arc<str>,
+        kind: &'static str,
+    },
+    /// `rtcd_rtc_conn_states_total{type}`.
+    ConnState { state: &'static str },
+    /// `rtcd_rtc_connection_time`.
+    ConnectionTime { group_id: Arc<str>, seconds: f64 },
+    /// `rtcd_rtc_dc_open_time`.
+    DcOpenTime { group_id: Arc<str>, seconds: f64 },
+    /// `rtcd_rtc_signaling_lock_locked_time`.
+    LockHeld { group_id: Arc<str>, seconds: f64 },
+    /// `rtcd_rtc_client_{loss_rate,rtt,jitter}`; `metric` is the suffix.
+    Client {
+        group_id: Arc<str>,
+        metric: &'static str,
+        value: f64,
+    },
+    /// `rtcd_rtc_rtp_tracks_total{groupID,direction,type}` changes by `delta`.
+    Track {
+        group_id: Arc<str>,
+        direction: &'static str,
+        mime: &'static str,
+        delta: i64,
+    },
+}
+
+/// One worker's counters, read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub worker: usize,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub handovers: u64,
+    pub sessions: u64,
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 /// Why a command could not be queued.
@@ -148,6 +194,10 @@ pub trait DataPlane: Send + Sync + 'static {
     fn worker_count(&self) -> usize;
     /// Queue a command for a worker without blocking.
     fn submit(&self, worker: WorkerId, cmd: Command) -> Result<(), SubmitError>;
+    /// Per-worker counters for the metrics (test doubles may return none).
+    fn counters(&self) -> Vec<WorkerCounters> {
+        Vec::new()
+    }
 }
 
 /// Capacity of the worker → control-plane notice queue.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use rtcd::bridge::{notice_queue, DataPlane};
 use rtcd::config::{cli_config_path, CliAction, Config};
 use rtcd::control::{ControlOptions, ControlPlane};
-use rtcd::data::{PoolSettings, WorkerPool, SIGNALING_TIMEOUT};
+use rtcd::data::media::MediaSettings;
+use rtcd::data::{net, PoolSettings, WorkerPool};
 use rtcd::version::VersionInfo;
 
 #[global_allocator]
@@ -95,11 +96,17 @@ async fn run(cfg: Config) -> Result<(), String> {
         n => n,
     };
     let (notice_tx, notice_rx) = notice_queue();
+    let plan = net::plan(&cfg.rtc, &|ip| (ip, 0)).map_err(|e| format!("rtc: {e}"))?;
+    tracing::info!(udp = ?plan.udp, tcp = ?plan.tcp, "rtc sockets planned");
     let pool = Arc::new(
         WorkerPool::start(
             PoolSettings {
                 workers,
-                signaling_timeout: SIGNALING_TIMEOUT,
+                udp: plan.udp,
+                tcp: plan.tcp,
+                candidates: plan.candidates,
+                media: MediaSettings::default(),
+                pin: true,
             },
             notice_tx,
         )

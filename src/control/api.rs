@@ -281,6 +281,7 @@ async fn call_session(
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    st.metrics.sync_workers(&st.hub.worker_counters());
     (
         StatusCode::OK,
         [(

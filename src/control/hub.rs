@@ -423,6 +423,7 @@ impl Hub {
                 self.send_rtc(&key, "vad", t, Vec::new());
             }
             Notice::Closed { key, reason } => self.finish_close(&key, reason),
+            Notice::Stat(e) => self.metrics.observe(&e),
         }
     }
 
@@ -605,6 +606,11 @@ impl Hub {
             session_id: s.info.key.session_id.to_string(),
             props: s.props.clone(),
         }
+    }
+
+    /// The data plane's per-worker counters (read at scrape time).
+    pub fn worker_counters(&self) -> Vec<crate::bridge::WorkerCounters> {
+        self.data.counters()
     }
 
     /// Which worker hosts a session (tests and diagnostics).

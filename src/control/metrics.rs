@@ -41,6 +41,11 @@ pub struct Metrics {
     pub ws_errors: IntCounterVec,
     pub auth_errors: IntCounterVec,
     pub bridge_drops: IntCounterVec,
+    pub worker_packets: IntCounterVec,
+    pub worker_bytes: IntCounterVec,
+    pub worker_drops: IntCounterVec,
+    pub worker_handovers: IntCounterVec,
+    pub worker_sessions: IntGaugeVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -194,7 +199,126 @@ impl Metrics {
                 "Commands or notices dropped between planes (extension)",
                 &["direction", "reason"],
             ),
+            worker_packets: counter(
+                &r,
+                "rtc_packets_total",
+                "Media packets received and forwarded per worker (extension)",
+                &["worker", "direction"],
+            ),
+            worker_bytes: counter(
+                &r,
+                "rtc_bytes_total",
+                "Media bytes received and forwarded per worker (extension)",
+                &["worker", "direction"],
+            ),
+            worker_drops: counter(
+                &r,
+                "rtc_drops_total",
+                "Packets and messages dropped per worker, by reason (extension)",
+                &["worker", "reason"],
+            ),
+            worker_handovers: counter(
+                &r,
+                "rtc_handovers_total",
+                "Datagrams steered to another worker (extension)",
+                &["worker"],
+            ),
+            worker_sessions: gauge(
+                &r,
+                "rtc_worker_sessions",
+                "Sessions per worker (extension)",
+                &["worker"],
+            ),
             registry: r,
+        }
+    }
+
+    /// Applies a data-plane observation.
+    pub fn observe(&self, e: &crate::bridge::StatEvent) {
+        use crate::bridge::StatEvent as E;
+        match e {
+            E::Error { group_id, kind } => self
+                .rtc_errors
+                .with_label_values(&[&**group_id, *kind])
+                .inc(),
+            E::ConnState { state } => self.rtc_conn_states.with_label_values(&[*state]).inc(),
+            E::ConnectionTime { group_id, seconds } => self
+                .rtc_connection_time
+                .with_label_values(&[&**group_id])
+                .observe(*seconds),
+            E::DcOpenTime { group_id, seconds } => self
+                .rtc_dc_open_time
+                .with_label_values(&[&**group_id])
+                .observe(*seconds),
+            E::LockHeld { group_id, seconds } => self
+                .rtc_lock_locked_time
+                .with_label_values(&[&**group_id])
+                .observe(*seconds),
+            E::Client {
+                group_id,
+                metric,
+                value,
+            } => {
+                let h = match *metric {
+                    "loss_rate" => &self.rtc_client_loss_rate,
+                    "rtt" => &self.rtc_client_rtt,
+                    _ => &self.rtc_client_jitter,
+                };
+                h.with_label_values(&[&**group_id]).observe(*value);
+            }
+            E::Track {
+                group_id,
+                direction,
+                mime,
+                delta,
+            } => self
+                .rtc_tracks
+                .with_label_values(&[&**group_id, *direction, *mime])
+                .add(*delta),
+        }
+    }
+
+    /// Brings the per-worker counters up to the data plane's values (scrape time).
+    pub fn sync_workers(&self, workers: &[crate::bridge::WorkerCounters]) {
+        fn set(c: &prometheus::IntCounter, v: u64) {
+            let cur = c.get();
+            if v > cur {
+                c.inc_by(v - cur);
+            }
+        }
+        for w in workers {
+            let id = w.worker.to_string();
+            set(
+                &self.worker_packets.with_label_values(&[&id, "in"]),
+                w.rx_packets,
+            );
+            set(
+                &self.worker_packets.with_label_values(&[&id, "out"]),
+                w.tx_packets,
+            );
+            set(
+                &self.worker_bytes.with_label_values(&[&id, "in"]),
+                w.rx_bytes,
+            );
+            set(
+                &self.worker_bytes.with_label_values(&[&id, "out"]),
+                w.tx_bytes,
+            );
+            set(
+                &self.worker_handovers.with_label_values(&[&id]),
+                w.handovers,
+            );
+            self.worker_sessions
+                .with_label_values(&[&id])
+                .set(w.sessions as i64);
+            for (reason, v) in &w.drops {
+                if *v > 0 {
+                    set(
+                        &self.worker_drops.with_label_values(&[id.as_str(), *reason]),
+                        *v,
+                    );
+                }
+            }
         }
     }
 

@@ -1,69 +1,147 @@
-//! The data plane: one worker thread per core, each owning its sessions.
-//!
-//! This is the worker shell: threads, bounded command queues, the per-session signaling
-//! deadline (the client's first offer must arrive within 10 s, or the session closes with a
-//! `close` to the plugin, as upstream), leave and shutdown. The media engine (str0m, sockets,
-//! fan-out) plugs into the worker's session table.
+//! The data plane: one worker thread per core, each owning its sockets, its sessions (one
+//! str0m `Rtc` each), their timers and its counters. The control plane reaches a worker
+//! only through [`DataPlane::submit`]; workers answer with notices.
 
-use std::collections::HashMap;
+pub mod engine;
+pub mod media;
+pub mod net;
+pub mod stats;
+pub mod worker;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, TrySendError};
 
-use crate::bridge::{
-    CloseReason, Command, DataPlane, MessageType, Notice, NoticeTx, SessionInfo, SessionKey,
-    SubmitError, WorkerId,
-};
+use crate::bridge::{Command, DataPlane, NoticeTx, SubmitError, WorkerCounters, WorkerId};
+use engine::Engine;
+use media::{LocalCandidates, Media, MediaSettings};
+use net::Endpoint;
+use stats::WorkerStats;
+use worker::{Handover, Worker, WorkerHandle, WorkerParts};
+
+pub use media::SIGNALING_TIMEOUT;
 
 /// Commands a worker can have queued before the control plane sees `Full`.
 pub const COMMAND_QUEUE: usize = 4096;
-/// rtcd: the first offer must arrive within this time after `join`.
-pub const SIGNALING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Datagrams one worker can have queued from the others.
+pub const HANDOVER_QUEUE: usize = 8192;
 
-struct WorkerHandle {
-    tx: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+/// What the pool needs to start.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub workers: usize,
+    /// UDP sockets to bind on every worker (same addresses, SO_REUSEPORT).
+    pub udp: Vec<Endpoint>,
+    /// Passive ICE-TCP listeners to bind on every worker.
+    pub tcp: Vec<Endpoint>,
+    /// Host candidates advertised to clients.
+    pub candidates: LocalCandidates,
+    pub media: MediaSettings,
+    /// Pin worker `i` to core `i % cores`.
+    pub pin: bool,
 }
 
 /// The pool of workers; implements [`DataPlane`] for the control plane.
 pub struct WorkerPool {
-    workers: Vec<WorkerHandle>,
+    handles: Arc<Vec<WorkerHandle>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    pub workers: usize,
-    pub signaling_timeout: Duration,
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("rtc: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rtc: {0}")]
+    Engine(#[from] engine::EngineError),
 }
 
 impl WorkerPool {
-    pub fn start(settings: PoolSettings, notices: NoticeTx) -> std::io::Result<WorkerPool> {
+    pub fn start(settings: PoolSettings, notices: NoticeTx) -> Result<WorkerPool, StartError> {
         let n = settings.workers.max(1);
-        let mut workers = Vec::with_capacity(n);
-        for i in 0..n {
-            let (tx, rx) = bounded(COMMAND_QUEUE);
-            let notices = notices.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("rtcd-worker-{i}"))
-                .spawn(move || Worker::new(WorkerId(i), settings, notices).run(rx))?;
-            workers.push(WorkerHandle {
-                tx,
-                thread: Some(thread),
+        net::probe_ports(&settings.udp, &settings.tcp)?;
+        let mut parts = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for id in 0..n {
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0))?);
+            let (cmd_tx, cmd_rx) = bounded(COMMAND_QUEUE);
+            let (ho_tx, ho_rx) = bounded::<Handover>(HANDOVER_QUEUE);
+            let sleeping = Arc::new(AtomicBool::new(false));
+            let stats = Arc::new(WorkerStats::default());
+            let mut udp = Vec::new();
+            for e in &settings.udp {
+                udp.push((net::udp_socket(e.local)?, *e));
+            }
+            let mut tcp = Vec::new();
+            for e in &settings.tcp {
+                tcp.push((net::tcp_listener(e.local)?, *e));
+            }
+            let media = Media::new(
+                id,
+                Engine::new()?,
+                settings.media,
+                settings.candidates.clone(),
+                notices.clone(),
+                stats.clone(),
+            );
+            parts.push(WorkerParts {
+                id,
+                poll,
+                udp,
+                tcp,
+                media,
+                commands: cmd_rx,
+                handovers: ho_rx,
+                sleeping: sleeping.clone(),
+                stats: stats.clone(),
+            });
+            handles.push(WorkerHandle {
+                commands: cmd_tx,
+                handovers: ho_tx,
+                waker,
+                sleeping,
+                stats,
             });
         }
-        Ok(WorkerPool { workers })
+        let handles = Arc::new(handles);
+        let cores = if settings.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut threads = Vec::with_capacity(n);
+        for p in parts {
+            let id = p.id;
+            let w = Worker::new(p, handles.clone())?;
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let t = std::thread::Builder::new()
+                .name(format!("rtcd-worker-{id}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        if !core_affinity::set_for_current(c) {
+                            tracing::warn!(worker = id, core = c.id, "could not pin worker");
+                        }
+                    }
+                    w.run()
+                })?;
+            threads.push(t);
+        }
+        Ok(WorkerPool { handles, threads })
     }
 
     /// Stops every worker (each closes its sessions first) and joins the threads.
     pub fn stop(&mut self) {
-        for w in &self.workers {
-            let _ = w.tx.send_timeout(Command::Shutdown, Duration::from_secs(1));
+        for h in self.handles.iter() {
+            let _ = h
+                .commands
+                .send_timeout(Command::Shutdown, Duration::from_secs(1));
+            let _ = h.waker.wake();
         }
-        for w in &mut self.workers {
-            if let Some(t) = w.thread.take() {
-                let _ = t.join();
-            }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
@@ -76,116 +154,28 @@ impl Drop for WorkerPool {
 
 impl DataPlane for WorkerPool {
     fn worker_count(&self) -> usize {
-        self.workers.len()
+        self.handles.len()
     }
 
     fn submit(&self, worker: WorkerId, cmd: Command) -> Result<(), SubmitError> {
-        let w = self
-            .workers
+        let h = self
+            .handles
             .get(worker.0)
             .ok_or(SubmitError::NoSuchWorker)?;
-        w.tx.try_send(cmd).map_err(|e| match e {
+        h.commands.try_send(cmd).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full,
             TrySendError::Disconnected(_) => SubmitError::Closed,
-        })
-    }
-}
-
-struct Session {
-    info: SessionInfo,
-    /// Set until the first offer has been handled.
-    offer_deadline: Option<Instant>,
-}
-
-struct Worker {
-    id: WorkerId,
-    settings: PoolSettings,
-    notices: NoticeTx,
-    sessions: HashMap<SessionKey, Session>,
-}
-
-impl Worker {
-    fn new(id: WorkerId, settings: PoolSettings, notices: NoticeTx) -> Self {
-        Worker {
-            id,
-            settings,
-            notices,
-            sessions: HashMap::new(),
-        }
+        })?;
+        // Commands are rare next to packets; always wake (cheap when already awake).
+        let _ = h.waker.wake();
+        Ok(())
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
-        tracing::debug!(worker = %self.id, "worker started");
-        loop {
-            let now = Instant::now();
-            let next = self
-                .sessions
-                .values()
-                .filter_map(|s| s.offer_deadline)
-                .min();
-            let wait = next.map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now));
-            match rx.recv_timeout(wait) {
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(cmd) => self.handle(cmd, Instant::now()),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            self.expire(Instant::now());
-        }
-        let keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
-        for key in keys {
-            self.close(&key, CloseReason::Shutdown);
-        }
-        tracing::debug!(worker = %self.id, "worker stopped");
-    }
-
-    fn handle(&mut self, cmd: Command, now: Instant) {
-        match cmd {
-            Command::Join(info) => {
-                let key = info.key.clone();
-                self.sessions.insert(
-                    key,
-                    Session {
-                        info,
-                        offer_deadline: Some(now + self.settings.signaling_timeout),
-                    },
-                );
-            }
-            Command::Signal { key, msg_type, .. } => {
-                let Some(s) = self.sessions.get(&key) else {
-                    tracing::debug!(session = %key, "signal for unknown session dropped");
-                    return;
-                };
-                if msg_type == MessageType::Sdp {
-                    tracing::warn!(session = %key, callID = %s.info.call_id, "no media engine in this build; the offer cannot be answered");
-                }
-            }
-            Command::Leave { key } => self.close(&key, CloseReason::Leave),
-            Command::Shutdown => {}
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let expired: Vec<SessionKey> = self
-            .sessions
+    fn counters(&self) -> Vec<WorkerCounters> {
+        self.handles
             .iter()
-            .filter(|(_, s)| s.offer_deadline.is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            tracing::info!(session = %key, "no offer within the signaling timeout");
-            self.close(&key, CloseReason::SignalingTimeout);
-        }
-    }
-
-    fn close(&mut self, key: &SessionKey, reason: CloseReason) {
-        if self.sessions.remove(key).is_some() {
-            let n = Notice::Closed {
-                key: key.clone(),
-                reason,
-            };
-            if self.notices.try_send(n).is_err() {
-                tracing::error!(session = %key, "notice queue full: close notification lost");
-            }
-        }
+            .enumerate()
+            .map(|(i, h)| h.stats.snapshot(i))
+            .collect()
     }
 }

@@ -6,4 +6,5 @@
 mod api;
 mod common;
 mod daemon;
+mod media;
 mod ws;

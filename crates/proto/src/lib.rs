@@ -4,6 +4,12 @@
 //! | module | owns |
 //! |---|---|
 //! | [`api`] | the JSON bodies of the HTTP API's POST routes |
+//! | [`framing`] | RFC 4571 framing of ICE-TCP |
+//! | [`keyframe`] | token buckets: keyframe-request and estimate throttles |
+//! | [`signaling`] | JSON payloads of `rtc` messages: SDP, candidates, stream IDs |
+//! | [`stun`] | RFC 7983 demux and the STUN USERNAME peek for steering |
+//! | [`track`] | forwarded track IDs and track classification |
+//! | [`vad`] | voice activity detection |
 //! | [`ws`] | the plugin ↔ rtcd WebSocket frames (`ClientMessage`, `rtc.Message`) |
 //! | [`dc`] | the `calls-dc` data-channel messages and the bounded SDP zlib codec |
 //! | [`id`] | 26-character Mattermost-style IDs |
@@ -15,9 +21,15 @@
 
 pub mod api;
 pub mod dc;
+pub mod framing;
 pub mod id;
+pub mod keyframe;
 mod msgpack;
+pub mod signaling;
+pub mod stun;
+pub mod track;
 pub mod turn;
+pub mod vad;
 pub mod ws;
 
 pub use dc::{

@@ -1,0 +1,1728 @@
+//! One worker's media state: its sessions (one str0m `Rtc` each), the calls they belong to,
+//! the tracks they publish, and the forwarding between them. No sockets and no clock: the
+//! worker shell feeds datagrams and `now` in, and takes datagrams and notices out.
+//!
+//! Contract (push/pull, as str0m): `handle_*(now, …)` pushes input; afterwards the caller
+//! takes [`Media::take_transmits`] and sleeps until [`Media::poll_deadline`].
+//!
+//! Behaviour follows upstream rtcd (spec §4–§5): the client's first offer is answered,
+//! candidates trickle after the answer, media is forwarded only once the `calls-dc` data
+//! channel is open, each track added or removed is one server offer/answer round under the
+//! signaling lock, and a MediaMap precedes every server offer.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use rtcd_proto::dc::{self, DcInbound, DcMessage, MediaMapEntry};
+use rtcd_proto::keyframe::KeyframeThrottle;
+use rtcd_proto::signaling::{self, SdpKind};
+use rtcd_proto::track::{self, TrackKind};
+use rtcd_proto::vad::VoiceActivity;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::engine::{new_ice_creds, Engine};
+use super::stats::{Drop as DropReason, WorkerStats};
+use crate::bridge::{
+    CloseReason, MessageType, Notice, NoticeTx, SessionInfo, SessionKey, StatEvent,
+};
+
+/// rtcd: the first offer must arrive within this time after `join`.
+pub const SIGNALING_TIMEOUT: Duration = Duration::from_secs(10);
+/// rtcd: a server offer's answer must arrive within this time.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// rtcd (pion defaults): no traffic for this long after connecting fails the session.
+pub const FAILED_AFTER: Duration = Duration::from_secs(25);
+/// rtcd: remote candidates buffered before the first offer.
+const MAX_EARLY_CANDIDATES: usize = 40;
+/// rtcd: track actions queued per session.
+const MAX_ACTIONS: usize = 100;
+/// Bound on poll iterations after one input (a deadline may come back as `now`).
+const MAX_PUMP_ROUNDS: usize = 16;
+
+/// A datagram to send. `source` is the local (advertised) address the session used.
+#[derive(Debug)]
+pub struct Transmit {
+    pub proto: Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// Timings, shortened by tests.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaSettings {
+    pub signaling_timeout: Duration,
+    pub answer_timeout: Duration,
+    pub failed_after: Duration,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            signaling_timeout: SIGNALING_TIMEOUT,
+            answer_timeout: ANSWER_TIMEOUT,
+            failed_after: FAILED_AFTER,
+        }
+    }
+}
+
+/// Where the session's sockets are: host candidates to advertise.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCandidates {
+    /// Advertised UDP host addresses.
+    pub udp: Vec<SocketAddr>,
+    /// Advertised passive TCP host addresses.
+    pub tcp: Vec<SocketAddr>,
+}
+
+type CallKey = (Arc<str>, Arc<str>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Free,
+    Client(Instant),
+    Server(Instant),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TrackAction {
+    Add(Arc<str>),
+    Remove(Arc<str>),
+}
+
+/// Which path a client offer came on; its answer goes back the same way (spec §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Ws,
+    Dc,
+}
+
+struct PendingOffer {
+    offer: SdpPendingOffer,
+    action: TrackAction,
+    /// For adds: the new send-only m-line.
+    mid: Option<Mid>,
+    deadline: Instant,
+}
+
+/// A track this session receives from another session of its call.
+struct OutTrack {
+    mid: Mid,
+    codec: Codec,
+    /// Subtracted from the publisher's extended sequence number so this subscriber's SRTP
+    /// rollover counter starts at 0 while the low 16 bits stay the publisher's.
+    roc_base: Option<u64>,
+    ssrc: Option<Ssrc>,
+}
+
+struct Session {
+    info: SessionInfo,
+    rtc: Rtc,
+    ufrag: String,
+    deadline: Instant,
+    /// Set until the first offer has been answered.
+    offer_deadline: Option<Instant>,
+    joined_at: Instant,
+    offer_at: Option<Instant>,
+    connected: bool,
+    last_rx: Instant,
+    early_candidates: Vec<Vec<u8>>,
+    local_candidate_lines: Vec<String>,
+    dc: Option<ChannelId>,
+    initialized: bool,
+    lock: Lock,
+    pending: Option<PendingOffer>,
+    actions: VecDeque<TrackAction>,
+    screen_stream: Option<String>,
+    video_stream: Option<String>,
+    muted: bool,
+    vad: VoiceActivity,
+    /// Publisher side: (mid, rid) → our track ID (None: rejected, e.g. unannounced video).
+    inbound: HashMap<(Mid, Option<Rid>), Option<Arc<str>>>,
+    ssrc_source: HashMap<Ssrc, (Mid, Option<Rid>)>,
+    /// Subscriber side: track ID → its send-only m-line.
+    outbound: HashMap<Arc<str>, OutTrack>,
+    mid_track: HashMap<Mid, Arc<str>>,
+    dead: Option<CloseReason>,
+}
+
+struct PublishedTrack {
+    id: Arc<str>,
+    publisher: Arc<str>,
+    kind: TrackKind,
+    media: MediaKind,
+    codec: Codec,
+    mid: Mid,
+    rid: Option<Rid>,
+    subscribers: BTreeSet<Arc<str>>,
+    pli: KeyframeThrottle,
+}
+
+#[derive(Default)]
+struct Call {
+    sessions: BTreeSet<Arc<str>>,
+    screen_sharer: Option<Arc<str>>,
+    tracks: HashMap<Arc<str>, PublishedTrack>,
+}
+
+/// All sessions and calls of one worker.
+pub struct Media {
+    worker: usize,
+    engine: Engine,
+    settings: MediaSettings,
+    candidates: LocalCandidates,
+    notices: NoticeTx,
+    stats: Arc<WorkerStats>,
+    sessions: HashMap<SessionKey, Session>,
+    calls: HashMap<CallKey, Call>,
+    by_ufrag: HashMap<String, SessionKey>,
+    by_addr: HashMap<(Protocol, SocketAddr), SessionKey>,
+    transmits: Vec<Transmit>,
+    /// Sessions with queued output to drain at the end of the current input.
+    dirty: HashSet<SessionKey>,
+}
+
+impl Media {
+    pub fn new(
+        worker: usize,
+        engine: Engine,
+        settings: MediaSettings,
+        candidates: LocalCandidates,
+        notices: NoticeTx,
+        stats: Arc<WorkerStats>,
+    ) -> Media {
+        Media {
+            worker,
+            engine,
+            settings,
+            candidates,
+            notices,
+            stats,
+            sessions: HashMap::new(),
+            calls: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            transmits: Vec::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Datagrams produced since the last call.
+    pub fn take_transmits(&mut self) -> Vec<Transmit> {
+        std::mem::take(&mut self.transmits)
+    }
+
+    /// Appends produced datagrams to `out` (reuses the caller's buffer).
+    pub fn drain_transmits(&mut self, out: &mut Vec<Transmit>) {
+        out.append(&mut self.transmits);
+    }
+
+    /// The earliest time `handle_timeout` must run.
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .flat_map(|s| {
+                [
+                    Some(s.deadline),
+                    s.offer_deadline,
+                    s.pending.as_ref().map(|p| p.deadline),
+                    s.answered()
+                        .then_some(s.last_rx + self.settings.failed_after),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// The session a first STUN packet names by our ufrag.
+    pub fn owns_ufrag(&self, ufrag: &str) -> bool {
+        self.by_ufrag.contains_key(ufrag)
+    }
+
+    fn notify(&self, n: Notice) {
+        emit(&self.notices, &self.stats, n);
+    }
+
+    fn stat(&self, e: StatEvent) {
+        self.notify(Notice::Stat(e));
+    }
+
+    fn error(&self, key: &SessionKey, kind: &'static str) {
+        self.stat(StatEvent::Error {
+            group_id: key.group_id.clone(),
+            kind,
+        });
+    }
+
+    // ----------------------------------------------------------------- commands
+
+    /// `join`: create the session and wait for its first offer.
+    pub fn handle_join(&mut self, info: SessionInfo, now: Instant) {
+        let key = info.key.clone();
+        if self.sessions.contains_key(&key) {
+            tracing::warn!(session = %key, "duplicate join on worker ignored");
+            return;
+        }
+        let creds = new_ice_creds(self.worker);
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = self.engine.build(creds, now);
+        let mut lines = Vec::new();
+        for addr in &self.candidates.udp {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                if let Some(c) = rtc.add_local_candidate(c) {
+                    lines.push(c.to_sdp_string());
+                }
+            }
+        }
+        for addr in &self.candidates.tcp {
+            if let Ok(c) = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+            {
+                if let Some(c) = rtc.add_local_candidate(c) {
+                    lines.push(c.to_sdp_string());
+                }
+            }
+        }
+        let call_key: CallKey = (key.group_id.clone(), info.call_id.clone());
+        self.calls
+            .entry(call_key)
+            .or_default()
+            .sessions
+            .insert(key.session_id.clone());
+        self.by_ufrag.insert(ufrag.clone(), key.clone());
+        self.sessions.insert(
+            key,
+            Session {
+                info,
+                rtc,
+                ufrag,
+                deadline: now,
+                offer_deadline: Some(now + self.settings.signaling_timeout),
+                joined_at: now,
+                offer_at: None,
+                connected: false,
+                last_rx: now,
+                early_candidates: Vec::new(),
+                local_candidate_lines: lines,
+                dc: None,
+                initialized: false,
+                lock: Lock::Free,
+                pending: None,
+                actions: VecDeque::new(),
+                screen_stream: None,
+                video_stream: None,
+                muted: false,
+                vad: VoiceActivity::new(),
+                inbound: HashMap::new(),
+                ssrc_source: HashMap::new(),
+                outbound: HashMap::new(),
+                mid_track: HashMap::new(),
+                dead: None,
+            },
+        );
+    }
+
+    /// An `rtc` message from the plugin.
+    pub fn handle_signal(
+        &mut self,
+        key: &SessionKey,
+        msg_type: MessageType,
+        data: &[u8],
+        now: Instant,
+    ) {
+        if !self.sessions.contains_key(key) {
+            tracing::debug!(session = %key, "signal for unknown session dropped");
+            return;
+        }
+        match msg_type {
+            MessageType::Sdp => match signaling::parse_sdp(data) {
+                Ok(m) => match m.kind {
+                    SdpKind::Offer => self.client_offer(key, m.sdp, Path::Ws, now),
+                    SdpKind::Answer => self.client_answer(key, m.sdp, now),
+                },
+                Err(e) => {
+                    tracing::warn!(session = %key, error = %e, "invalid SDP message");
+                    self.error(key, "signaling");
+                }
+            },
+            MessageType::Ice => self.remote_candidate(key, data, now),
+            MessageType::Mute => self.set_muted(key, true),
+            MessageType::Unmute => self.set_muted(key, false),
+            MessageType::ScreenOn => match signaling::parse_screen_on(data) {
+                Ok(stream) => self.screen_on(key, stream),
+                Err(e) => tracing::warn!(session = %key, error = %e, "invalid ScreenOn"),
+            },
+            MessageType::ScreenOff => self.screen_off(key, now),
+            MessageType::VideoOn => match signaling::parse_video_on(data) {
+                Ok(stream) => {
+                    if let Some(s) = self.sessions.get_mut(key) {
+                        s.video_stream = Some(stream);
+                    }
+                }
+                Err(e) => tracing::warn!(session = %key, error = %e, "invalid VideoOn"),
+            },
+            // rtcd: VideoOff does nothing; clients stop their own tracks.
+            MessageType::VideoOff => {}
+            other => {
+                tracing::warn!(session = %key, msg_type = ?other, "unexpected rtc message type");
+                self.error(key, "signaling");
+            }
+        }
+        self.finish(now);
+    }
+
+    /// `leave`.
+    pub fn handle_leave(&mut self, key: &SessionKey, now: Instant) {
+        self.close_session(key, CloseReason::Leave, now);
+        self.finish(now);
+    }
+
+    /// Closes every session (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
+        for k in keys {
+            self.close_session(&k, CloseReason::Shutdown, now);
+        }
+        self.finish(now);
+    }
+
+    // ----------------------------------------------------------------- network input
+
+    /// Which of our sessions a datagram belongs to, if any: STUN by our ufrag, else by the
+    /// remote address learnt from ICE.
+    pub fn route(
+        &self,
+        proto: Protocol,
+        source: SocketAddr,
+        ufrag: Option<&str>,
+    ) -> Option<&SessionKey> {
+        if let Some(u) = ufrag {
+            if let Some(k) = self.by_ufrag.get(u) {
+                return Some(k);
+            }
+        }
+        self.by_addr.get(&(proto, source))
+    }
+
+    /// A datagram for this worker. Unknown senders are dropped and counted.
+    pub fn handle_receive(
+        &mut self,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        let ufrag = rtcd_proto::stun::binding_request_local_ufrag(bytes);
+        let Some(key) = self.route(proto, source, ufrag).cloned() else {
+            self.stats.dropped(DropReason::UnknownSource);
+            return;
+        };
+        let recv = match Receive::new(proto, source, destination, bytes) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.dropped(DropReason::Malformed);
+                return;
+            }
+        };
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let input = Input::Receive(now, recv);
+        if ufrag.is_some() && !s.rtc.accepts(&input) {
+            self.stats.dropped(DropReason::BadStun);
+            return;
+        }
+        s.last_rx = now;
+        if ufrag.is_some() {
+            self.by_addr.insert((proto, source), key.clone());
+        }
+        self.stats.rx(bytes.len());
+        let res = feed(&mut s.rtc, input);
+        self.after_input(&key, res, now);
+        self.finish(now);
+    }
+
+    /// Timers: str0m deadlines, signaling and answer timeouts, connection failure.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
+        for key in keys {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if s.offer_deadline.is_some_and(|d| d <= now) {
+                tracing::info!(session = %key, "no offer within the signaling timeout");
+                self.close_session(&key, CloseReason::SignalingTimeout, now);
+                continue;
+            }
+            if s.answered() && s.last_rx + self.settings.failed_after <= now {
+                tracing::info!(session = %key, "no traffic: connection failed");
+                self.stat(StatEvent::ConnState { state: "failed" });
+                self.close_session(&key, CloseReason::ConnectionFailed, now);
+                continue;
+            }
+            if s.pending.as_ref().is_some_and(|p| p.deadline <= now) {
+                let p = s.pending.take();
+                s.lock = Lock::Free;
+                if let Some(PendingOffer {
+                    action: TrackAction::Add(t),
+                    mid,
+                    ..
+                }) = p
+                {
+                    tracing::warn!(session = %key, track = %t, "no answer to server offer; track dropped");
+                    if let Some(m) = mid {
+                        s.mid_track.remove(&m);
+                    }
+                    s.outbound.remove(&t);
+                }
+                self.error(&key, "track");
+                self.process_actions(&key, now);
+            }
+            if let Some(s) = self.sessions.get_mut(&key) {
+                if s.deadline <= now {
+                    let res = feed(&mut s.rtc, Input::Timeout(now));
+                    self.after_input(&key, res, now);
+                }
+            }
+        }
+        self.finish(now);
+    }
+
+    // ----------------------------------------------------------------- internals
+
+    /// Drains a session after an input and handles its events.
+    fn after_input(&mut self, key: &SessionKey, res: Result<(), String>, now: Instant) {
+        if let Err(e) = res {
+            tracing::warn!(session = %key, error = %e, "session input failed");
+            self.mark_dead(key, CloseReason::Internal);
+            return;
+        }
+        self.drain(key, now);
+    }
+
+    fn mark_dead(&mut self, key: &SessionKey, reason: CloseReason) {
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.dead.get_or_insert(reason);
+        }
+    }
+
+    /// Polls a session until its next timeout, handling events (bounded).
+    fn drain(&mut self, key: &SessionKey, now: Instant) {
+        for _ in 0..MAX_PUMP_ROUNDS {
+            let mut events = Vec::new();
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
+            let polled = guard(|| loop {
+                match s.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => return Ok(t),
+                    Ok(Output::Transmit(t)) => self.transmits.push(Transmit {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    }),
+                    Ok(Output::Event(e)) => events.push(e),
+                    Err(e) => return Err(e.to_string()),
+                }
+            });
+            let deadline = match polled.and_then(|r| r) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(session = %key, error = %e, "session output failed");
+                    self.mark_dead(key, CloseReason::Internal);
+                    return;
+                }
+            };
+            s.deadline = deadline;
+            for e in events {
+                self.handle_event(key, e, now);
+            }
+            // Poll again only if handling the events fed this session new input, or its
+            // deadline is already due.
+            let wrote = self.dirty.remove(key);
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
+            if !wrote && s.deadline > now {
+                return;
+            }
+            if feed(&mut s.rtc, Input::Timeout(now)).is_err() {
+                self.mark_dead(key, CloseReason::Internal);
+                return;
+            }
+        }
+    }
+
+    /// Ends an input: drains sessions that got forwarded media or writes, closes the dead.
+    fn finish(&mut self, now: Instant) {
+        for _ in 0..MAX_PUMP_ROUNDS {
+            if self.dirty.is_empty() {
+                break;
+            }
+            let dirty: Vec<SessionKey> = self.dirty.drain().collect();
+            for key in dirty {
+                if let Some(s) = self.sessions.get_mut(&key) {
+                    // write_rtp only queues; a timeout stamps and releases the packets.
+                    let res = feed(&mut s.rtc, Input::Timeout(now));
+                    self.after_input(&key, res, now);
+                }
+            }
+        }
+        let dead: Vec<(SessionKey, CloseReason)> = self
+            .sessions
+            .iter()
+            .filter_map(|(k, s)| s.dead.map(|r| (k.clone(), r)))
+            .collect();
+        for (k, r) in dead {
+            self.close_session(&k, r, now);
+        }
+        // Closing may have queued renegotiations elsewhere.
+        let dirty: Vec<SessionKey> = self.dirty.drain().collect();
+        for key in dirty {
+            if let Some(s) = self.sessions.get_mut(&key) {
+                let res = feed(&mut s.rtc, Input::Timeout(now));
+                self.after_input(&key, res, now);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, key: &SessionKey, e: Event, now: Instant) {
+        match e {
+            Event::Connected => {
+                if let Some(s) = self.sessions.get_mut(key) {
+                    s.connected = true;
+                    let secs = now.saturating_duration_since(s.joined_at).as_secs_f64();
+                    self.stat(StatEvent::ConnState { state: "connected" });
+                    self.stat(StatEvent::ConnectionTime {
+                        group_id: key.group_id.clone(),
+                        seconds: secs,
+                    });
+                }
+            }
+            Event::IceConnectionStateChange(st) => {
+                if st == str0m::IceConnectionState::Disconnected {
+                    self.stat(StatEvent::ConnState {
+                        state: "disconnected",
+                    });
+                }
+            }
+            Event::ChannelOpen(id, label) => self.channel_open(key, id, &label, now),
+            Event::ChannelData(d) => self.channel_data(key, d.id, d.binary, &d.data, now),
+            Event::ChannelClose(_) => {}
+            Event::RtpPacket(p) => self.rtp(key, p, now),
+            Event::KeyframeRequest(r) => self.keyframe_request(key, r.mid, now),
+            Event::Closed => self.mark_dead(key, CloseReason::ConnectionFailed),
+            _ => {}
+        }
+    }
+
+    fn remote_candidate(&mut self, key: &SessionKey, data: &[u8], now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.offer_deadline.is_some() {
+            // rtcd: candidates before the first offer are buffered (up to 40).
+            if s.early_candidates.len() < MAX_EARLY_CANDIDATES {
+                s.early_candidates.push(data.to_vec());
+            } else {
+                self.error(key, "ice");
+            }
+            return;
+        }
+        match signaling::parse_candidate(data) {
+            Ok(None) => {}
+            Ok(Some(c)) => match Candidate::from_sdp_string(&c.candidate) {
+                Ok(cand) => {
+                    let res = guard(|| {
+                        s.rtc.add_remote_candidate(cand);
+                    });
+                    self.after_input(key, res, now);
+                }
+                // mDNS (.local) candidates and other forms str0m does not parse.
+                Err(e) => tracing::debug!(session = %key, error = %e, "remote candidate ignored"),
+            },
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "invalid ICE candidate");
+                self.error(key, "ice");
+            }
+        }
+    }
+
+    /// A client offer (initial or renegotiation), over WS or the data channel.
+    fn client_offer(&mut self, key: &SessionKey, sdp: String, path: Path, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.pending.is_some() {
+            // rtcd is the impolite peer: a colliding client offer is ignored.
+            tracing::debug!(session = %key, "client offer ignored while our offer is pending");
+            return;
+        }
+        let offer = match SdpOffer::from_sdp_string(&narrow_offer(&sdp)) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "unparseable offer");
+                emit_stat(
+                    &self.notices,
+                    &self.stats,
+                    StatEvent::Error {
+                        group_id: key.group_id.clone(),
+                        kind: "signaling",
+                    },
+                );
+                if s.offer_deadline.is_some() {
+                    s.dead = Some(CloseReason::SignalingFailed);
+                }
+                return;
+            }
+        };
+        let res = guard(|| s.rtc.sdp_api().accept_offer(offer));
+        let answer = match res {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::warn!(session = %key, error = %e, "offer rejected");
+                emit_stat(
+                    &self.notices,
+                    &self.stats,
+                    StatEvent::Error {
+                        group_id: key.group_id.clone(),
+                        kind: "signaling",
+                    },
+                );
+                if s.offer_deadline.is_some() {
+                    s.dead = Some(CloseReason::SignalingFailed);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(session = %key, error = %e, "panic while accepting offer");
+                s.dead = Some(CloseReason::Internal);
+                return;
+            }
+        };
+        // A client ICE restart replaces our ufrag: keep the demux table in step.
+        let creds = s.rtc.direct_api().local_ice_credentials();
+        if creds.ufrag != s.ufrag {
+            self.by_ufrag.remove(&s.ufrag);
+            s.ufrag = creds.ufrag.clone();
+            self.by_ufrag.insert(creds.ufrag, key.clone());
+        }
+        let first = s.offer_deadline.take().is_some();
+        if first {
+            s.offer_at = Some(now);
+        }
+        let answer_sdp = answer.to_sdp_string();
+        self.send_sdp(key, SdpKind::Answer, &answer_sdp, path);
+        if first {
+            self.trickle_local_candidates(key, &answer_sdp);
+            let early = self
+                .sessions
+                .get_mut(key)
+                .map(|s| std::mem::take(&mut s.early_candidates))
+                .unwrap_or_default();
+            for c in early {
+                self.remote_candidate(key, &c, now);
+            }
+        }
+        self.drain(key, now);
+    }
+
+    fn client_answer(&mut self, key: &SessionKey, sdp: String, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(p) = s.pending.take() else {
+            tracing::debug!(session = %key, "answer without a pending offer ignored");
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(&sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "unparseable answer");
+                s.lock = Lock::Free;
+                self.error(key, "signaling");
+                return;
+            }
+        };
+        let res = guard(|| s.rtc.sdp_api().accept_answer(p.offer, answer));
+        s.lock = Lock::Free;
+        match res {
+            Ok(Ok(())) => {
+                if let (TrackAction::Add(t), Some(mid)) = (&p.action, p.mid) {
+                    let codec = self.track_codec(key, t);
+                    if let (Some(s), Some(codec)) = (self.sessions.get_mut(key), codec) {
+                        s.outbound.insert(
+                            t.clone(),
+                            OutTrack {
+                                mid,
+                                codec,
+                                roc_base: None,
+                                ssrc: None,
+                            },
+                        );
+                        s.mid_track.insert(mid, t.clone());
+                        self.subscribe(key, t, now);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(session = %key, error = %e, "answer rejected");
+                self.error(key, "track");
+            }
+            Err(_) => self.mark_dead(key, CloseReason::Internal),
+        }
+        self.drain(key, now);
+        self.process_actions(key, now);
+    }
+
+    fn track_codec(&self, key: &SessionKey, track: &str) -> Option<Codec> {
+        let s = self.sessions.get(key)?;
+        let call = self
+            .calls
+            .get(&(key.group_id.clone(), s.info.call_id.clone()))?;
+        call.tracks.get(track).map(|t| t.codec)
+    }
+
+    /// A subscriber's m-line for `track` is negotiated: start forwarding and ask the
+    /// publisher for a keyframe so the new viewer gets a picture at once.
+    fn subscribe(&mut self, key: &SessionKey, track: &Arc<str>, now: Instant) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        let Some(t) = call.tracks.get_mut(track) else {
+            return;
+        };
+        t.subscribers.insert(key.session_id.clone());
+        emit_stat(
+            &self.notices,
+            &self.stats,
+            StatEvent::Track {
+                group_id: key.group_id.clone(),
+                direction: "out",
+                mime: mime(t.codec),
+                delta: 1,
+            },
+        );
+        if t.media == MediaKind::Video {
+            let (publisher, mid, rid) = (t.publisher.clone(), t.mid, t.rid);
+            if t.pli.allow(now) {
+                self.request_keyframe(
+                    &SessionKey {
+                        group_id: key.group_id.clone(),
+                        session_id: publisher,
+                    },
+                    mid,
+                    rid,
+                    now,
+                );
+            }
+        }
+    }
+
+    fn request_keyframe(
+        &mut self,
+        publisher: &SessionKey,
+        mid: Mid,
+        rid: Option<Rid>,
+        now: Instant,
+    ) {
+        if let Some(p) = self.sessions.get_mut(publisher) {
+            let res = guard(|| {
+                if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                }
+            });
+            self.after_input(publisher, res, now);
+        }
+    }
+
+    fn trickle_local_candidates(&mut self, key: &SessionKey, answer_sdp: &str) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let first_mid = answer_sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .trim()
+            .to_string();
+        for line in &s.local_candidate_lines {
+            let line = line.strip_prefix("a=").unwrap_or(line);
+            self.notify(Notice::Signal {
+                key: key.clone(),
+                msg_type: MessageType::Ice,
+                data: signaling::candidate_json(line, &first_mid, 0),
+            });
+        }
+    }
+
+    fn send_sdp(&mut self, key: &SessionKey, kind: SdpKind, sdp: &str, path: Path) {
+        let json = signaling::sdp_json(kind, sdp);
+        match path {
+            Path::Ws => self.notify(Notice::Signal {
+                key: key.clone(),
+                msg_type: MessageType::Sdp,
+                data: json,
+            }),
+            Path::Dc => {
+                let msg = DcMessage::Sdp(dc::compress_sdp(&json));
+                self.dc_send(key, &msg);
+            }
+        }
+    }
+
+    fn dc_send(&mut self, key: &SessionKey, msg: &DcMessage) {
+        let mut buf = Vec::new();
+        dc::encode_dc(msg, &mut buf);
+        self.dc_write(key, true, &buf);
+    }
+
+    fn dc_write(&mut self, key: &SessionKey, binary: bool, bytes: &[u8]) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Some(id) = s.dc else {
+            return;
+        };
+        let ok = guard(|| {
+            s.rtc
+                .channel(id)
+                .map(|mut ch| ch.write(binary, bytes).unwrap_or(false))
+                .unwrap_or(false)
+        });
+        if !matches!(ok, Ok(true)) {
+            self.stats.dropped(DropReason::DataChannelFull);
+        }
+        self.dirty.insert(key.clone());
+    }
+
+    fn channel_open(&mut self, key: &SessionKey, id: ChannelId, label: &str, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if label != "calls-dc" {
+            tracing::debug!(session = %key, label, "ignoring unexpected data channel");
+            return;
+        }
+        s.dc = Some(id);
+        s.initialized = true;
+        if let Some(t) = s.offer_at {
+            let secs = now.saturating_duration_since(t).as_secs_f64();
+            self.stat(StatEvent::DcOpenTime {
+                group_id: key.group_id.clone(),
+                seconds: secs,
+            });
+        }
+        // rtcd: only now is the session subscribed to the call's existing tracks.
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let receiver_av1 = s.info.av1_support;
+        let mut adds = Vec::new();
+        if let Some(call) = self.calls.get(&call_key) {
+            for t in call.tracks.values() {
+                if t.publisher == key.session_id {
+                    continue;
+                }
+                let publisher_av1 = self
+                    .sessions
+                    .get(&SessionKey {
+                        group_id: key.group_id.clone(),
+                        session_id: t.publisher.clone(),
+                    })
+                    .is_some_and(|p| p.info.av1_support);
+                if wants(t, receiver_av1, publisher_av1) {
+                    adds.push(t.id.clone());
+                }
+            }
+        }
+        adds.sort();
+        for t in adds {
+            self.enqueue(key, TrackAction::Add(t));
+        }
+        self.process_actions(key, now);
+    }
+
+    fn channel_data(
+        &mut self,
+        key: &SessionKey,
+        _id: ChannelId,
+        binary: bool,
+        data: &[u8],
+        now: Instant,
+    ) {
+        let msg = match dc::decode_dc(data) {
+            Ok(DcInbound::LegacyTextPing) => {
+                self.dc_write(key, false, dc::LEGACY_PONG);
+                return;
+            }
+            Ok(DcInbound::Message(m)) => m,
+            Err(e) => {
+                tracing::debug!(session = %key, binary, error = %e, "invalid data channel message");
+                self.stats.dropped(DropReason::Malformed);
+                self.error(key, "signaling");
+                return;
+            }
+        };
+        match msg {
+            DcMessage::Ping => self.dc_send(key, &DcMessage::Pong),
+            DcMessage::Pong => {}
+            DcMessage::Sdp(z) => match dc::inflate_sdp(&z, dc::MAX_SDP_LEN)
+                .map_err(|e| e.to_string())
+                .and_then(|j| signaling::parse_sdp(&j).map_err(|e| e.to_string()))
+            {
+                Ok(m) => match m.kind {
+                    SdpKind::Offer => self.client_offer(key, m.sdp, Path::Dc, now),
+                    SdpKind::Answer => self.client_answer(key, m.sdp, now),
+                },
+                Err(e) => {
+                    tracing::warn!(session = %key, error = %e, "invalid SDP over data channel");
+                    self.error(key, "signaling");
+                }
+            },
+            DcMessage::LossRate(v) => self.client_stat(key, "loss_rate", v),
+            DcMessage::RoundTripTime(v) => self.client_stat(key, "rtt", v),
+            DcMessage::Jitter(v) => self.client_stat(key, "jitter", v),
+            DcMessage::LockRequest => {
+                let granted = match self.sessions.get_mut(key) {
+                    Some(s) if s.lock == Lock::Free && s.pending.is_none() => {
+                        s.lock = Lock::Client(now);
+                        true
+                    }
+                    _ => false,
+                };
+                self.dc_send(key, &DcMessage::LockResponse(granted));
+            }
+            DcMessage::Unlock => {
+                let held = match self.sessions.get_mut(key) {
+                    Some(s) => match s.lock {
+                        Lock::Client(since) => {
+                            s.lock = Lock::Free;
+                            Some(since)
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+                match held {
+                    Some(since) => {
+                        self.stat(StatEvent::LockHeld {
+                            group_id: key.group_id.clone(),
+                            seconds: now.saturating_duration_since(since).as_secs_f64(),
+                        });
+                        self.process_actions(key, now);
+                    }
+                    None => {
+                        tracing::debug!(session = %key, "unlock while not locked by the client")
+                    }
+                }
+            }
+            DcMessage::LockResponse(_) | DcMessage::MediaMap(_) => {
+                tracing::debug!(session = %key, "unexpected data channel message from client");
+            }
+        }
+    }
+
+    fn client_stat(&self, key: &SessionKey, metric: &'static str, value: f64) {
+        if value.is_finite() {
+            self.stat(StatEvent::Client {
+                group_id: key.group_id.clone(),
+                metric,
+                value,
+            });
+        }
+    }
+
+    fn set_muted(&mut self, key: &SessionKey, muted: bool) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let has_voice = s
+            .inbound
+            .values()
+            .flatten()
+            .any(|t| track::parse_track_id(t).is_some_and(|(k, _)| k == TrackKind::Voice));
+        if !has_voice {
+            // rtcd: mute/unmute before the voice track exists is ignored.
+            return;
+        }
+        s.muted = muted;
+        if muted {
+            s.vad.reset();
+            // rtcd: Mute always emits VoiceOff.
+            self.notify(Notice::Vad {
+                key: key.clone(),
+                on: false,
+            });
+        }
+    }
+
+    fn screen_on(&mut self, key: &SessionKey, stream: String) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.screen_stream = Some(stream);
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let call = self.calls.entry(call_key).or_default();
+        match &call.screen_sharer {
+            None => call.screen_sharer = Some(key.session_id.clone()),
+            Some(other) if *other == key.session_id => {}
+            Some(other) => {
+                // rtcd: one sharer per call.
+                tracing::warn!(session = %key, sharer = %other, "screen share refused: call already has a sharer");
+            }
+        }
+    }
+
+    fn screen_off(&mut self, key: &SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        if call.screen_sharer.as_deref() != Some(&*key.session_id) {
+            tracing::warn!(session = %key, "ScreenOff from a session that is not sharing");
+            return;
+        }
+        s.screen_stream = None;
+        call.screen_sharer = None;
+        // Screen video is removed at receivers by renegotiation; screen audio just stops.
+        let screen: Vec<Arc<str>> = call
+            .tracks
+            .values()
+            .filter(|t| {
+                t.publisher == key.session_id
+                    && matches!(t.kind, TrackKind::Screen | TrackKind::ScreenAudio)
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        s.inbound
+            .retain(|_, t| t.as_ref().is_none_or(|t| !screen.contains(t)));
+        self.unpublish(&call_key, &screen, now);
+    }
+
+    /// Removes tracks from a call: video via a renegotiated removal at each subscriber,
+    /// audio by just no longer writing it (rtcd, spec §5.11).
+    fn unpublish(&mut self, call_key: &CallKey, tracks: &[Arc<str>], now: Instant) {
+        let Some(call) = self.calls.get_mut(call_key) else {
+            return;
+        };
+        let mut removals = Vec::new();
+        for id in tracks {
+            if let Some(t) = call.tracks.remove(id) {
+                emit_stat(
+                    &self.notices,
+                    &self.stats,
+                    StatEvent::Track {
+                        group_id: call_key.0.clone(),
+                        direction: "in",
+                        mime: mime(t.codec),
+                        delta: -1,
+                    },
+                );
+                for sub in &t.subscribers {
+                    removals.push((sub.clone(), t.id.clone(), t.media, t.codec));
+                }
+            }
+        }
+        for (sub, track, media, codec) in removals {
+            let key = SessionKey {
+                group_id: call_key.0.clone(),
+                session_id: sub,
+            };
+            self.stat(StatEvent::Track {
+                group_id: call_key.0.clone(),
+                direction: "out",
+                mime: mime(codec),
+                delta: -1,
+            });
+            if media == MediaKind::Video {
+                self.enqueue(&key, TrackAction::Remove(track));
+                self.process_actions(&key, now);
+            } else if let Some(s) = self.sessions.get_mut(&key) {
+                if let Some(o) = s.outbound.remove(&track) {
+                    s.mid_track.remove(&o.mid);
+                }
+            }
+        }
+        // Queued adds of tracks that are gone are skipped when processed.
+    }
+
+    fn enqueue(&mut self, key: &SessionKey, action: TrackAction) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.actions.len() >= MAX_ACTIONS {
+            tracing::warn!(session = %key, "track action queue full; action dropped");
+            self.stats.dropped(DropReason::ActionQueueFull);
+            self.error(key, "track");
+            return;
+        }
+        s.actions.push_back(action);
+    }
+
+    /// Runs the next queued track action as one server offer (spec §4.4), if the session is
+    /// ready and the signaling lock is free.
+    fn process_actions(&mut self, key: &SessionKey, now: Instant) {
+        loop {
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
+            if !s.initialized || s.pending.is_some() || s.lock != Lock::Free || s.dead.is_some() {
+                return;
+            }
+            let Some(action) = s.actions.pop_front() else {
+                return;
+            };
+            let call_key = (key.group_id.clone(), s.info.call_id.clone());
+            let (offer, mid) = match &action {
+                TrackAction::Add(t) => {
+                    if s.outbound.contains_key(t) {
+                        continue;
+                    }
+                    let Some(track) = self.calls.get(&call_key).and_then(|c| c.tracks.get(t))
+                    else {
+                        continue; // published track went away meanwhile
+                    };
+                    let (kind, publisher) = (track.media, track.publisher.to_string());
+                    let track_id = t.to_string();
+                    let res = guard(|| {
+                        let mut api = s.rtc.sdp_api();
+                        let mid = api.add_media(
+                            kind,
+                            Direction::SendOnly,
+                            Some(publisher),
+                            Some(track_id),
+                            None,
+                        );
+                        api.apply().map(|o| (o, mid))
+                    });
+                    match res {
+                        Ok(Some((o, mid))) => (o, Some(mid)),
+                        Ok(None) => continue,
+                        Err(_) => {
+                            s.dead = Some(CloseReason::Internal);
+                            return;
+                        }
+                    }
+                }
+                TrackAction::Remove(t) => {
+                    let Some(out) = s.outbound.remove(t) else {
+                        continue;
+                    };
+                    s.mid_track.remove(&out.mid);
+                    let res = guard(|| {
+                        let mut api = s.rtc.sdp_api();
+                        api.set_direction(out.mid, Direction::Inactive);
+                        api.apply()
+                    });
+                    match res {
+                        Ok(Some(o)) => (o, None),
+                        Ok(None) => continue,
+                        Err(_) => {
+                            s.dead = Some(CloseReason::Internal);
+                            return;
+                        }
+                    }
+                }
+            };
+            let (sdp_offer, pending) = offer;
+            s.lock = Lock::Server(now);
+            s.pending = Some(PendingOffer {
+                offer: pending,
+                action,
+                mid,
+                deadline: now + self.settings.answer_timeout,
+            });
+            if let Some(m) = mid {
+                if let TrackAction::Add(t) = &s
+                    .pending
+                    .as_ref()
+                    .map(|p| p.action.clone())
+                    .unwrap_or(TrackAction::Add(Arc::from("")))
+                {
+                    s.mid_track.insert(m, t.clone());
+                }
+            }
+            let dc_signaling = s.info.dc_signaling;
+            // rtcd: the MediaMap goes out before every server offer.
+            let map = self.media_map(key);
+            self.dc_send(key, &DcMessage::MediaMap(map));
+            let path = if dc_signaling { Path::Dc } else { Path::Ws };
+            self.send_sdp(key, SdpKind::Offer, &sdp_offer.to_sdp_string(), path);
+            self.dirty.insert(key.clone());
+            return;
+        }
+    }
+
+    /// mid → {type, sender_id} for every m-line that sends a track, including the one being
+    /// offered. Deliberate difference: `sender_id` is the publisher's session ID (upstream
+    /// puts the receiver's own ID there, spec §12.7).
+    fn media_map(&self, key: &SessionKey) -> Vec<(String, MediaMapEntry)> {
+        let Some(s) = self.sessions.get(key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, MediaMapEntry)> = s
+            .mid_track
+            .iter()
+            .filter_map(|(mid, t)| {
+                let (kind, publisher) = track::parse_track_id(t)?;
+                Some((
+                    mid.to_string(),
+                    MediaMapEntry {
+                        kind: kind.as_str().to_string(),
+                        sender_id: publisher.to_string(),
+                        mime_type: None,
+                    },
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// A media packet from a publisher: publish its track on first sight, run VAD, and
+    /// forward it to the call's subscribers.
+    fn rtp(&mut self, key: &SessionKey, p: RtpPacket, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let source = match s.ssrc_source.get(&p.header.ssrc) {
+            Some(src) => *src,
+            None => {
+                let Some(rx) = s
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|r| (r.mid(), r.rid()))
+                else {
+                    return;
+                };
+                s.ssrc_source.insert(p.header.ssrc, rx);
+                rx
+            }
+        };
+        let track = match s.inbound.get(&source) {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.publish(key, source, p.header.payload_type, now);
+                if let Some(s) = self.sessions.get_mut(key) {
+                    s.inbound.insert(source, t.clone());
+                }
+                t
+            }
+        };
+        let Some(track) = track else {
+            self.stats.dropped(DropReason::RejectedTrack);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let kind = track::parse_track_id(&track).map(|(k, _)| k);
+        if matches!(kind, Some(TrackKind::Voice | TrackKind::ScreenAudio)) {
+            // rtcd: VAD runs on voice and screen audio, also while muted.
+            if let Some(level) = p.header.ext_vals.audio_level {
+                let level = level.unsigned_abs().min(127);
+                if let Some(on) = s.vad.push(level, now) {
+                    emit(
+                        &self.notices,
+                        &self.stats,
+                        Notice::Vad {
+                            key: key.clone(),
+                            on,
+                        },
+                    );
+                }
+            }
+        }
+        if kind == Some(TrackKind::Voice) && s.muted {
+            self.stats.dropped(DropReason::Muted);
+            return;
+        }
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let Some(t) = self.calls.get(&call_key).and_then(|c| c.tracks.get(&track)) else {
+            return;
+        };
+        let video = t.media == MediaKind::Video;
+        let subscribers: Vec<Arc<str>> = t.subscribers.iter().cloned().collect();
+        for sub in subscribers {
+            let skey = SessionKey {
+                group_id: key.group_id.clone(),
+                session_id: sub,
+            };
+            let Some(s) = self.sessions.get_mut(&skey) else {
+                continue;
+            };
+            let Some(out) = s.outbound.get_mut(&track) else {
+                continue;
+            };
+            let Some(pt) = pt_of(&s.rtc, out.codec) else {
+                continue;
+            };
+            let base = *out.roc_base.get_or_insert((*p.seq_no >> 16) << 16);
+            let Some(seq) = (*p.seq_no).checked_sub(base) else {
+                continue;
+            };
+            let ext = if video {
+                // rtcd strips every header extension from forwarded video.
+                ExtensionValues::default()
+            } else {
+                ExtensionValues {
+                    audio_level: p.header.ext_vals.audio_level,
+                    voice_activity: p.header.ext_vals.voice_activity.or(Some(false)),
+                    ..Default::default()
+                }
+            };
+            let (mid, cached) = (out.mid, out.ssrc);
+            let payload = p.payload.clone();
+            let res = guard(|| {
+                let mut api = s.rtc.direct_api();
+                let tx = match cached {
+                    Some(ssrc) => api.stream_tx(&ssrc),
+                    None => api.stream_tx_by_mid(mid, None),
+                };
+                let Some(tx) = tx else {
+                    return None;
+                };
+                let ssrc = tx.ssrc();
+                tx.write_rtp(
+                    RtpWrite::new(
+                        pt,
+                        SeqNo::from(seq),
+                        p.header.timestamp,
+                        p.timestamp,
+                        payload,
+                    )
+                    .marker(p.header.marker)
+                    .ext_vals(ext)
+                    .nackable(video),
+                );
+                Some(ssrc)
+            });
+            match res {
+                Ok(Some(ssrc)) => {
+                    if let Some(o) = s.outbound.get_mut(&track) {
+                        o.ssrc = Some(ssrc);
+                    }
+                    self.stats.tx(p.payload.len());
+                    self.dirty.insert(skey);
+                }
+                Ok(None) => {}
+                Err(_) => s.dead = Some(CloseReason::Internal),
+            }
+        }
+    }
+
+    /// First packet of a publisher's (mid, rid): classify it (spec §5.2), give it a track ID,
+    /// and offer it to the call's initialised sessions.
+    fn publish(
+        &mut self,
+        key: &SessionKey,
+        (mid, rid): (Mid, Option<Rid>),
+        pt: Pt,
+        now: Instant,
+    ) -> Option<Arc<str>> {
+        let s = self.sessions.get(key)?;
+        let media = s.rtc.media(mid)?;
+        let media_kind = media.kind();
+        let stream_id = media.stream_id().to_string();
+        let codec = s
+            .rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .map(|p| p.spec().codec)?;
+        if !matches!(codec, Codec::Opus | Codec::Vp8 | Codec::Av1) {
+            return None;
+        }
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let call = self.calls.get(&call_key)?;
+        let call_screen = call
+            .screen_sharer
+            .as_ref()
+            .and_then(|sid| {
+                self.sessions.get(&SessionKey {
+                    group_id: key.group_id.clone(),
+                    session_id: sid.clone(),
+                })
+            })
+            .and_then(|sh| sh.screen_stream.clone());
+        let Some(kind) = track::classify(
+            media_kind == MediaKind::Audio,
+            &stream_id,
+            call_screen.as_deref(),
+            s.video_stream.as_deref(),
+        ) else {
+            tracing::warn!(session = %key, stream = %stream_id, "video track rejected: no ScreenOn/VideoOn for its stream");
+            self.error(key, "track");
+            return None;
+        };
+        let mut r = [0u8; 8];
+        rand::rng().fill_bytes(&mut r);
+        let id: Arc<str> = Arc::from(track::track_id(
+            kind,
+            &key.session_id,
+            &track::random_suffix(r),
+        ));
+        let publisher_av1 = s.info.av1_support;
+        let published = PublishedTrack {
+            id: id.clone(),
+            publisher: key.session_id.clone(),
+            kind,
+            media: media_kind,
+            codec,
+            mid,
+            rid,
+            subscribers: BTreeSet::new(),
+            pli: KeyframeThrottle::new(),
+        };
+        // A later voice track replaces the earlier one (rtcd).
+        let replaced: Vec<Arc<str>> = if kind == TrackKind::Voice {
+            call.tracks
+                .values()
+                .filter(|t| t.publisher == key.session_id && t.kind == TrackKind::Voice)
+                .map(|t| t.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !replaced.is_empty() {
+            self.unpublish(&call_key, &replaced, now);
+        }
+        let receivers: Vec<Arc<str>> = self
+            .calls
+            .get(&call_key)
+            .map(|c| {
+                c.sessions
+                    .iter()
+                    .filter(|sid| **sid != key.session_id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let call = self.calls.get_mut(&call_key)?;
+        // Simulcast: only the low layer is sent to new receivers (rtcd default `l`).
+        let default_layer = rid.is_none_or(|r| &*r == "l");
+        call.tracks.insert(id.clone(), published);
+        self.stat(StatEvent::Track {
+            group_id: key.group_id.clone(),
+            direction: "in",
+            mime: mime(codec),
+            delta: 1,
+        });
+        tracing::info!(session = %key, track = %id, ?rid, codec = ?codec, "track published");
+        if default_layer {
+            for r in receivers {
+                let rkey = SessionKey {
+                    group_id: key.group_id.clone(),
+                    session_id: r,
+                };
+                let Some(rs) = self.sessions.get(&rkey) else {
+                    continue;
+                };
+                if !rs.initialized {
+                    continue; // it subscribes to everything when its data channel opens
+                }
+                let Some(t) = self.calls.get(&call_key).and_then(|c| c.tracks.get(&id)) else {
+                    continue;
+                };
+                if wants(t, rs.info.av1_support, publisher_av1) {
+                    self.enqueue(&rkey, TrackAction::Add(id.clone()));
+                    self.process_actions(&rkey, now);
+                }
+            }
+        }
+        Some(id)
+    }
+
+    /// PLI/FIR from a subscriber: ask the publisher, at most once per second per source.
+    fn keyframe_request(&mut self, key: &SessionKey, mid: Mid, now: Instant) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let Some(track) = s.mid_track.get(&mid).cloned() else {
+            return;
+        };
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let Some(t) = self
+            .calls
+            .get_mut(&call_key)
+            .and_then(|c| c.tracks.get_mut(&track))
+        else {
+            return;
+        };
+        if !t.pli.allow(now) {
+            self.stats.dropped(DropReason::KeyframeThrottled);
+            return;
+        }
+        let (publisher, pmid, rid) = (t.publisher.clone(), t.mid, t.rid);
+        self.request_keyframe(
+            &SessionKey {
+                group_id: key.group_id.clone(),
+                session_id: publisher,
+            },
+            pmid,
+            rid,
+            now,
+        );
+    }
+
+    /// Tears a session down (spec §5.11) and tells the control plane.
+    fn close_session(&mut self, key: &SessionKey, reason: CloseReason, now: Instant) {
+        let Some(mut s) = self.sessions.remove(key) else {
+            return;
+        };
+        self.by_ufrag.remove(&s.ufrag);
+        self.by_addr.retain(|_, k| k != key);
+        self.dirty.remove(key);
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        if let Some(call) = self.calls.get_mut(&call_key) {
+            call.sessions.remove(&key.session_id);
+            if call.screen_sharer.as_deref() == Some(&*key.session_id) {
+                call.screen_sharer = None;
+            }
+            let own: Vec<Arc<str>> = call
+                .tracks
+                .values()
+                .filter(|t| t.publisher == key.session_id)
+                .map(|t| t.id.clone())
+                .collect();
+            for t in call.tracks.values_mut() {
+                if t.subscribers.remove(&key.session_id) {
+                    emit_stat(
+                        &self.notices,
+                        &self.stats,
+                        StatEvent::Track {
+                            group_id: key.group_id.clone(),
+                            direction: "out",
+                            mime: mime(t.codec),
+                            delta: -1,
+                        },
+                    );
+                }
+            }
+            self.unpublish(&call_key, &own, now);
+            if self
+                .calls
+                .get(&call_key)
+                .is_some_and(|c| c.sessions.is_empty())
+            {
+                self.calls.remove(&call_key);
+            }
+        }
+        // Best effort: tell the peer (DTLS close_notify etc.), then drop.
+        let _ = guard(|| {
+            let _ = s.rtc.disconnect();
+        });
+        if reason != CloseReason::Shutdown {
+            self.stat(StatEvent::ConnState { state: "closed" });
+        }
+        tracing::info!(session = %key, reason = reason.as_str(), "session closed");
+        self.notify(Notice::Closed {
+            key: key.clone(),
+            reason,
+        });
+    }
+}
+
+impl Session {
+    fn answered(&self) -> bool {
+        self.offer_deadline.is_none()
+    }
+}
+
+/// Whether a receiver should get a track (spec §5.8): AV1 only when publisher and receiver
+/// both support it, VP8 otherwise; audio always.
+fn wants(t: &PublishedTrack, receiver_av1: bool, publisher_av1: bool) -> bool {
+    let both = receiver_av1 && publisher_av1;
+    match t.codec {
+        Codec::Av1 => both,
+        Codec::Vp8 => !both || t.kind == TrackKind::Video && !both,
+        _ => true,
+    }
+}
+
+fn pt_of(rtc: &Rtc, codec: Codec) -> Option<Pt> {
+    rtc.codec_config()
+        .iter()
+        .find(|p| p.spec().codec == codec)
+        .map(|p| p.pt())
+}
+
+fn mime(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Opus => "audio/opus",
+        Codec::Vp8 => "video/VP8",
+        Codec::Av1 => "video/AV1",
+        _ => "unknown",
+    }
+}
+
+/// The client only sends on the m-lines it offers `sendrecv` (its microphone, camera,
+/// screen): we rewrite them to `sendonly` so str0m answers `recvonly`, as pion does, and
+/// the browser does not see a silent echo of its own stream.
+pub fn narrow_offer(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.trim_end() == "a=sendrecv" {
+            out.push_str(&line.replacen("a=sendrecv", "a=sendonly", 1));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+fn emit(notices: &NoticeTx, stats: &WorkerStats, n: Notice) {
+    if notices.try_send(n).is_err() {
+        stats.dropped(DropReason::NoticeQueueFull);
+        tracing::error!("notice queue full: notice lost");
+    }
+}
+
+fn emit_stat(notices: &NoticeTx, stats: &WorkerStats, e: StatEvent) {
+    emit(notices, stats, Notice::Stat(e));
+}
+
+/// Feeds one input to a session, turning errors and panics into a message.
+fn feed(rtc: &mut Rtc, input: Input) -> Result<(), String> {
+    guard(|| rtc.handle_input(input)).and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Runs a call into str0m, turning a panic into an error (the session is then closed,
+/// never the worker).
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string())
+    })
+}

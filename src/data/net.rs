@@ -1,0 +1,190 @@
+//! The data plane's sockets: one SO_REUSEPORT UDP socket per local address per worker on
+//! the shared RTC port, and a passive ICE-TCP listener likewise (spec §6.2). The kernel
+//! spreads remote 4-tuples over the workers' sockets; steering fixes the rest.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::RtcConfig;
+
+/// Socket buffers requested (upstream asks for 16 MiB; the kernel caps at rmem_max).
+const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
+
+/// One local address we listen on and the address we advertise for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub local: SocketAddr,
+    pub advertised: SocketAddr,
+}
+
+/// The local IPs to use (spec §6.2): the configured lists, or every address of every up
+/// interface (loopback included; IPv6 only with `enable_ipv6` and only global unicast).
+pub fn local_ips(cfg: &RtcConfig, listed: &str) -> io::Result<Vec<IpAddr>> {
+    let parse =
+        |s: &str| -> Vec<IpAddr> { s.split(',').filter_map(|p| p.trim().parse().ok()).collect() };
+    let listed = parse(listed);
+    if !listed.is_empty() {
+        return Ok(listed);
+    }
+    let mut ips = Vec::new();
+    for iface in if_addrs::get_if_addrs()? {
+        let ip = iface.ip();
+        let ok = match ip {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => {
+                cfg.enable_ipv6
+                    && !v6.is_loopback()
+                    && !v6.is_unspecified()
+                    && (v6.segments()[0] & 0xe000) == 0x2000
+            }
+        };
+        if ok && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    Ok(ips)
+}
+
+fn reuse_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, ty, Some(proto))?;
+    s.set_reuse_address(true)?;
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// A non-blocking UDP socket on `addr` that shares the port with the other workers.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = reuse_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// A non-blocking TCP listener on `addr` that shares the port with the other workers.
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = reuse_socket(addr, Type::STREAM, Protocol::TCP)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Checks the RTC ports are free before workers start, so a busy port fails start-up
+/// with a clear error (upstream: a busy port is fatal).
+pub fn probe_ports(udp: &[Endpoint], tcp: &[Endpoint]) -> io::Result<()> {
+    for e in udp {
+        let probe = Socket::new(
+            if e.local.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            },
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        probe
+            .bind(&e.local.into())
+            .map_err(|err| io::Error::new(err.kind(), format!("udp {}: {err}", e.local)))?;
+    }
+    for e in tcp {
+        let probe = Socket::new(
+            if e.local.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            },
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        probe
+            .bind(&e.local.into())
+            .map_err(|err| io::Error::new(err.kind(), format!("tcp {}: {err}", e.local)))?;
+    }
+    Ok(())
+}
+
+/// What the workers bind and what they advertise, from the `[rtc]` config.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub udp: Vec<Endpoint>,
+    pub tcp: Vec<Endpoint>,
+    pub candidates: super::media::LocalCandidates,
+}
+
+/// Plans sockets and host candidates (spec §6.2): one UDP socket per local IP on
+/// `ice_port_udp`; TCP listeners per listed IP, or one wildcard listener, on `ice_port_tcp`.
+/// `advertise` maps a local IP to the address clients should use (host overrides).
+pub fn plan(cfg: &RtcConfig, advertise: &dyn Fn(IpAddr) -> (IpAddr, u16)) -> io::Result<Plan> {
+    let mut p = Plan::default();
+    let udp_ips = local_ips(cfg, &cfg.ice_address_udp)?;
+    for ip in &udp_ips {
+        let local = SocketAddr::new(*ip, cfg.ice_port_udp);
+        let (adv_ip, adv_port) = advertise(*ip);
+        let advertised = SocketAddr::new(
+            adv_ip,
+            if adv_port == 0 {
+                cfg.ice_port_udp
+            } else {
+                adv_port
+            },
+        );
+        p.udp.push(Endpoint { local, advertised });
+        p.candidates.udp.push(advertised);
+    }
+    let listed_tcp = !cfg.ice_address_tcp.trim().is_empty();
+    let tcp_ips = local_ips(cfg, &cfg.ice_address_tcp)?;
+    if listed_tcp {
+        for ip in &tcp_ips {
+            let local = SocketAddr::new(*ip, cfg.ice_port_tcp);
+            let (adv_ip, adv_port) = advertise(*ip);
+            let advertised = SocketAddr::new(
+                adv_ip,
+                if adv_port == 0 {
+                    cfg.ice_port_tcp
+                } else {
+                    adv_port
+                },
+            );
+            p.tcp.push(Endpoint { local, advertised });
+        }
+    } else {
+        let any: IpAddr = std::net::Ipv4Addr::UNSPECIFIED.into();
+        let local = SocketAddr::new(any, cfg.ice_port_tcp);
+        p.tcp.push(Endpoint {
+            local,
+            advertised: local,
+        });
+        if cfg.enable_ipv6 {
+            let any6: IpAddr = std::net::Ipv6Addr::UNSPECIFIED.into();
+            let local = SocketAddr::new(any6, cfg.ice_port_tcp);
+            p.tcp.push(Endpoint {
+                local,
+                advertised: local,
+            });
+        }
+    }
+    for ip in &tcp_ips {
+        let (adv_ip, adv_port) = advertise(*ip);
+        p.candidates.tcp.push(SocketAddr::new(
+            adv_ip,
+            if adv_port == 0 {
+                cfg.ice_port_tcp
+            } else {
+                adv_port
+            },
+        ));
+    }
+    Ok(p)
+}

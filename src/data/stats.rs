@@ -1,0 +1,111 @@
+//! Per-worker counters: plain relaxed atomics written by their worker only, summed by the
+//! control plane at scrape time (never a shared registry update per packet).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::bridge::WorkerCounters;
+
+/// Why a packet or message was dropped; the label of `rtcd_rtc_drops_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    UnknownSource,
+    Malformed,
+    BadStun,
+    RejectedTrack,
+    Muted,
+    KeyframeThrottled,
+    DataChannelFull,
+    ActionQueueFull,
+    NoticeQueueFull,
+    SendFailed,
+    HandoverFull,
+    TcpOverflow,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 12] = [
+        Drop::UnknownSource,
+        Drop::Malformed,
+        Drop::BadStun,
+        Drop::RejectedTrack,
+        Drop::Muted,
+        Drop::KeyframeThrottled,
+        Drop::DataChannelFull,
+        Drop::ActionQueueFull,
+        Drop::NoticeQueueFull,
+        Drop::SendFailed,
+        Drop::HandoverFull,
+        Drop::TcpOverflow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drop::UnknownSource => "unknown_source",
+            Drop::Malformed => "malformed",
+            Drop::BadStun => "bad_stun",
+            Drop::RejectedTrack => "rejected_track",
+            Drop::Muted => "muted",
+            Drop::KeyframeThrottled => "keyframe_throttled",
+            Drop::DataChannelFull => "data_channel_full",
+            Drop::ActionQueueFull => "action_queue_full",
+            Drop::NoticeQueueFull => "notice_queue_full",
+            Drop::SendFailed => "send_failed",
+            Drop::HandoverFull => "handover_full",
+            Drop::TcpOverflow => "tcp_overflow",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct WorkerStats {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    handovers: AtomicU64,
+    sessions: AtomicU64,
+    drops: [AtomicU64; 12],
+}
+
+impl WorkerStats {
+    pub fn rx(&self, bytes: usize) {
+        self.rx_packets.fetch_add(1, Relaxed);
+        self.rx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A forwarded media packet (payload bytes).
+    pub fn tx(&self, bytes: usize) {
+        self.tx_packets.fetch_add(1, Relaxed);
+        self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn handover(&self) {
+        self.handovers.fetch_add(1, Relaxed);
+    }
+
+    pub fn dropped(&self, why: Drop) {
+        if let Some(c) = self.drops.get(why as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn set_sessions(&self, n: usize) {
+        self.sessions.store(n as u64, Relaxed);
+    }
+
+    pub fn snapshot(&self, worker: usize) -> WorkerCounters {
+        WorkerCounters {
+            worker,
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            handovers: self.handovers.load(Relaxed),
+            sessions: self.sessions.load(Relaxed),
+            drops: Drop::ALL
+                .iter()
+                .map(|d| (d.as_str(), self.drops[*d as usize].load(Relaxed)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! The worker shell: one thread per core that owns its sockets and its [`Media`], reads the
+//! clock once per loop turn, and never blocks on another thread.
+//!
+//! Steering (DESIGN.md decision 3): the kernel hashes each remote 4-tuple to one worker's
+//! SO_REUSEPORT socket. A first STUN packet names the owning worker in our ufrag; a packet
+//! that lands on another worker is handed over through the owner's bounded queue, and the
+//! flow is remembered so later packets of that flow follow without parsing. Replies leave
+//! from the owner's own socket on the same port. ICE-TCP connections are handed over whole.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rtcd_proto::framing::{encode_frame, Rfc4571Decoder};
+use str0m::net::Protocol;
+
+use super::engine::worker_of_ufrag;
+use super::media::{Media, Transmit};
+use super::net::Endpoint;
+use super::stats::{Drop as DropReason, WorkerStats};
+use crate::bridge::Command;
+
+const WAKER: Token = Token(0);
+const UDP_BASE: usize = 1;
+const LISTENER_BASE: usize = 1 << 16;
+const CONN_BASE: usize = 1 << 20;
+/// Datagrams read per socket per turn before other work gets a turn.
+const READ_BUDGET: usize = 256;
+/// Commands and handovers handled per turn.
+const QUEUE_BUDGET: usize = 1024;
+/// Largest datagram we read (rtcd reads with MTU 1460; leave room).
+const MAX_DATAGRAM: usize = 2048;
+/// Bytes buffered per TCP connection in either direction.
+const TCP_BUFFER: usize = 1 << 20;
+/// Remembered steering decisions; cleared when full.
+const MAX_FLOWS: usize = 1 << 16;
+
+/// Something another worker passes to the owner of a session.
+pub enum Handover {
+    Udp {
+        socket: usize,
+        source: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Tcp {
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        /// Bytes already read from the stream (whole and partial frames).
+        buffered: Vec<u8>,
+    },
+}
+
+/// The handle other threads hold to reach a worker.
+pub struct WorkerHandle {
+    pub commands: Sender<Command>,
+    pub handovers: Sender<Handover>,
+    pub waker: Arc<Waker>,
+    /// Set while the worker sleeps in `poll`: wake-ups are skipped while it is busy.
+    pub sleeping: Arc<AtomicBool>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    pub fn wake(&self) {
+        if self.sleeping.load(Ordering::Acquire) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Udp {
+    sock: UdpSocket,
+    endpoint: Endpoint,
+}
+
+struct TcpConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    decoder: Rfc4571Decoder,
+    out: Vec<u8>,
+    owned: bool,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    udp: Vec<Udp>,
+    listeners: Vec<(TcpListener, Endpoint)>,
+    conns: HashMap<Token, TcpConn>,
+    conn_by_peer: HashMap<SocketAddr, Token>,
+    next_conn: usize,
+    peers: Arc<Vec<WorkerHandle>>,
+    flows: HashMap<SocketAddr, usize>,
+    media: Media,
+    commands: Receiver<Command>,
+    handovers: Receiver<Handover>,
+    sleeping: Arc<AtomicBool>,
+    stats: Arc<WorkerStats>,
+    buf: Vec<u8>,
+    out: Vec<Transmit>,
+    /// Sockets or connections with unread data left after their budget.
+    backlog: bool,
+}
+
+pub struct WorkerParts {
+    pub id: usize,
+    pub poll: Poll,
+    pub udp: Vec<(std::net::UdpSocket, Endpoint)>,
+    pub tcp: Vec<(std::net::TcpListener, Endpoint)>,
+    pub media: Media,
+    pub commands: Receiver<Command>,
+    pub handovers: Receiver<Handover>,
+    pub sleeping: Arc<AtomicBool>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    pub fn new(parts: WorkerParts, peers: Arc<Vec<WorkerHandle>>) -> io::Result<Worker> {
+        let mut udp = Vec::new();
+        for (i, (s, endpoint)) in parts.udp.into_iter().enumerate() {
+            let mut sock = UdpSocket::from_std(s);
+            parts
+                .poll
+                .registry()
+                .register(&mut sock, Token(UDP_BASE + i), Interest::READABLE)?;
+            udp.push(Udp { sock, endpoint });
+        }
+        let mut listeners = Vec::new();
+        for (i, (l, endpoint)) in parts.tcp.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            parts
+                .poll
+                .registry()
+                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            listeners.push((l, endpoint));
+        }
+        Ok(Worker {
+            id: parts.id,
+            poll: parts.poll,
+            udp,
+            listeners,
+            conns: HashMap::new(),
+            conn_by_peer: HashMap::new(),
+            next_conn: CONN_BASE,
+            peers,
+            flows: HashMap::new(),
+            media: parts.media,
+            commands: parts.commands,
+            handovers: parts.handovers,
+            sleeping: parts.sleeping,
+            stats: parts.stats,
+            buf: vec![0u8; 64 * 1024],
+            out: Vec::new(),
+            backlog: false,
+        })
+    }
+
+    /// Runs until a `Shutdown` command (or every sender is gone).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        tracing::debug!(worker = self.id, "worker started");
+        loop {
+            let timeout = if self.backlog {
+                Duration::ZERO
+            } else {
+                self.media
+                    .poll_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            };
+            self.sleeping.store(true, Ordering::Release);
+            // Commands queued just before we went to sleep must not wait for the timeout.
+            let timeout = if self.commands.is_empty() && self.handovers.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
+            let res = self.poll.poll(&mut events, Some(timeout));
+            self.sleeping.store(false, Ordering::Release);
+            if let Err(e) = res {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.id, error = %e, "poll failed");
+                }
+            }
+            let now = Instant::now();
+            self.backlog = false;
+            if !self.handle_commands(now) {
+                break;
+            }
+            self.handle_handovers(now);
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t == WAKER.0 {
+                    continue;
+                } else if (UDP_BASE..LISTENER_BASE).contains(&t) {
+                    self.read_udp(t - UDP_BASE, now);
+                } else if (LISTENER_BASE..CONN_BASE).contains(&t) {
+                    self.accept(t - LISTENER_BASE);
+                } else {
+                    if ev.is_writable() {
+                        self.flush_conn(ev.token());
+                    }
+                    if ev.is_readable() || ev.is_read_closed() {
+                        self.read_conn(ev.token(), now);
+                    }
+                }
+            }
+            if self.backlog {
+                for i in 0..self.udp.len() {
+                    self.read_udp(i, now);
+                }
+            }
+            if self.media.poll_deadline().is_some_and(|d| d <= now) {
+                self.media.handle_timeout(now);
+            }
+            self.flush();
+            self.stats.set_sessions(self.media.session_count());
+        }
+        self.media.close_all(Instant::now());
+        self.flush();
+        tracing::debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Returns false on shutdown.
+    fn handle_commands(&mut self, now: Instant) -> bool {
+        for _ in 0..QUEUE_BUDGET {
+            let cmd = match self.commands.try_recv() {
+                Ok(c) => c,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            };
+            match cmd {
+                Command::Join(info) => self.media.handle_join(info, now),
+                Command::Signal {
+                    key,
+                    msg_type,
+                    data,
+                } => self.media.handle_signal(&key, msg_type, &data, now),
+                Command::Leave { key } => self.media.handle_leave(&key, now),
+                Command::Shutdown => return false,
+            }
+            self.flush();
+        }
+        self.backlog = true;
+        true
+    }
+
+    fn handle_handovers(&mut self, now: Instant) {
+        for _ in 0..QUEUE_BUDGET {
+            let Ok(h) = self.handovers.try_recv() else {
+                return;
+            };
+            match h {
+                Handover::Udp {
+                    socket,
+                    source,
+                    bytes,
+                } => {
+                    let Some(dst) = self.udp.get(socket).map(|u| u.endpoint.advertised) else {
+                        continue;
+                    };
+                    self.media
+                        .handle_receive(Protocol::Udp, source, dst, &bytes, now);
+                }
+                Handover::Tcp {
+                    stream,
+                    peer,
+                    local,
+                    buffered,
+                } => {
+                    let token = self.add_conn(TcpStream::from_std(stream), peer, local, true);
+                    if let Some(token) = token {
+                        self.feed_conn(token, &buffered, now);
+                    }
+                }
+            }
+        }
+        self.backlog = true;
+    }
+
+    fn read_udp(&mut self, idx: usize, now: Instant) {
+        for _ in 0..READ_BUDGET {
+            let Some(u) = self.udp.get(idx) else {
+                return;
+            };
+            let (n, source) = match u.sock.recv_from(&mut self.buf[..MAX_DATAGRAM]) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(worker = self.id, error = %e, "udp receive error");
+                    return;
+                }
+            };
+            let advertised = u.endpoint.advertised;
+            let bytes = &self.buf[..n];
+            let ufrag_owner =
+                rtcd_proto::stun::binding_request_local_ufrag(bytes).and_then(worker_of_ufrag);
+            let owner = match ufrag_owner {
+                Some(w) => {
+                    if w == self.id {
+                        self.flows.remove(&source);
+                    } else {
+                        if self.flows.len() >= MAX_FLOWS {
+                            self.flows.clear();
+                        }
+                        self.flows.insert(source, w);
+                    }
+                    w
+                }
+                None => self.flows.get(&source).copied().unwrap_or(self.id),
+            };
+            if owner != self.id && owner < self.peers.len() {
+                let h = Handover::Udp {
+                    socket: idx,
+                    source,
+                    bytes: bytes.to_vec(),
+                };
+                self.handover(owner, h);
+            } else {
+                self.media
+                    .handle_receive(Protocol::Udp, source, advertised, bytes, now);
+                self.flush();
+            }
+        }
+        self.backlog = true;
+    }
+
+    fn handover(&self, owner: usize, h: Handover) {
+        let Some(peer) = self.peers.get(owner) else {
+            return;
+        };
+        match peer.handovers.try_send(h) {
+            Ok(()) => {
+                self.stats.handover();
+                peer.wake();
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped(DropReason::HandoverFull);
+            }
+        }
+    }
+
+    fn accept(&mut self, idx: usize) {
+        for _ in 0..READ_BUDGET {
+            let Some((l, endpoint)) = self.listeners.get(idx) else {
+                return;
+            };
+            let advertised = endpoint.advertised;
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    // A wildcard listener advertises per-IP candidates: the address the
+                    // client reached is the candidate (ICE checks compare them).
+                    let local = match stream.local_addr() {
+                        Ok(a) if endpoint.local.ip().is_unspecified() => a,
+                        _ => advertised,
+                    };
+                    let _ = stream.set_nodelay(true);
+                    self.add_conn(stream, peer, local, false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(worker = self.id, error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        owned: bool,
+    ) -> Option<Token> {
+        let token = Token(self.next_conn);
+        self.next_conn = if self.next_conn == usize::MAX {
+            CONN_BASE
+        } else {
+            self.next_conn + 1
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::debug!(worker = self.id, error = %e, "cannot register tcp connection");
+            return None;
+        }
+        self.conns.insert(
+            token,
+            TcpConn {
+                stream,
+                peer,
+                local,
+                decoder: Rfc4571Decoder::new(TCP_BUFFER),
+                out: Vec::new(),
+                owned,
+            },
+        );
+        if owned {
+            self.conn_by_peer.insert(peer, token);
+        }
+        Some(token)
+    }
+
+    fn read_conn(&mut self, token: Token, now: Instant) {
+        let mut closed = false;
+        let mut data = Vec::new();
+        {
+            let Some(c) = self.conns.get_mut(&token) else {
+                return;
+            };
+            for _ in 0..READ_BUDGET {
+                match c.stream.read(&mut self.buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => data.extend_from_slice(&self.buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !data.is_empty() {
+            self.feed_conn(token, &data, now);
+        }
+        if closed {
+            self.close_conn(token);
+        }
+    }
+
+    /// Deframes bytes from a connection; the first frame decides which worker owns it.
+    fn feed_conn(&mut self, token: Token, data: &[u8], now: Instant) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if c.decoder.push(data).is_err() {
+            self.stats.dropped(DropReason::TcpOverflow);
+            self.close_conn(token);
+            return;
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if !c.owned {
+                // Peek the first frame for the ufrag without consuming it.
+                let Some(frame) = c.decoder.next_frame() else {
+                    return;
+                };
+                let owner =
+                    rtcd_proto::stun::binding_request_local_ufrag(&frame).and_then(worker_of_ufrag);
+                match owner {
+                    Some(w) if w != self.id && w < self.peers.len() => {
+                        let Some(mut c) = self.conns.remove(&token) else {
+                            return;
+                        };
+                        let _ = self.poll.registry().deregister(&mut c.stream);
+                        let mut buffered = Vec::new();
+                        let _ = encode_frame(&frame, &mut buffered);
+                        while let Some(f) = c.decoder.next_frame() {
+                            let _ = encode_frame(&f, &mut buffered);
+                        }
+                        let h = Handover::Tcp {
+                            stream: std::net::TcpStream::from(c.stream),
+                            peer: c.peer,
+                            local: c.local,
+                            buffered,
+                        };
+                        self.handover(w, h);
+                        return;
+                    }
+                    Some(_) => {
+                        c.owned = true;
+                        let peer = c.peer;
+                        let local = c.local;
+                        self.conn_by_peer.insert(peer, token);
+                        self.media
+                            .handle_receive(Protocol::Tcp, peer, local, &frame, now);
+                        self.flush();
+                    }
+                    None => {
+                        // Not ICE: nothing we serve.
+                        self.stats.dropped(DropReason::UnknownSource);
+                        self.close_conn(token);
+                        return;
+                    }
+                }
+                continue;
+            }
+            let Some(frame) = c.decoder.next_frame() else {
+                return;
+            };
+            let (peer, local) = (c.peer, c.local);
+            self.media
+                .handle_receive(Protocol::Tcp, peer, local, &frame, now);
+            self.flush();
+        }
+    }
+
+    fn flush_conn(&mut self, token: Token) {
+        let mut failed = false;
+        if let Some(c) = self.conns.get_mut(&token) {
+            while !c.out.is_empty() {
+                match c.stream.write(&c.out) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if failed {
+            self.close_conn(token);
+        }
+    }
+
+    fn close_conn(&mut self, token: Token) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if self.conn_by_peer.get(&c.peer) == Some(&token) {
+                self.conn_by_peer.remove(&c.peer);
+            }
+        }
+    }
+
+    /// Sends what the sessions produced.
+    fn flush(&mut self) {
+        self.media.drain_transmits(&mut self.out);
+        let mut out = std::mem::take(&mut self.out);
+        for t in out.drain(..) {
+            match t.proto {
+                Protocol::Udp => {
+                    let sock = self
+                        .udp
+                        .iter()
+                        .find(|u| u.endpoint.advertised == t.source)
+                        .or_else(|| {
+                            self.udp.iter().find(|u| {
+                                u.endpoint.advertised.is_ipv4() == t.destination.is_ipv4()
+                            })
+                        });
+                    let Some(u) = sock else {
+                        self.stats.dropped(DropReason::SendFailed);
+                        continue;
+                    };
+                    if u.sock.send_to(&t.contents, t.destination).is_err() {
+                        self.stats.dropped(DropReason::SendFailed);
+                    }
+                }
+                _ => {
+                    let Some(&token) = self.conn_by_peer.get(&t.destination) else {
+                        self.stats.dropped(DropReason::SendFailed);
+                        continue;
+                    };
+                    if let Some(c) = self.conns.get_mut(&token) {
+                        if c.out.len() + t.contents.len() + 2 > TCP_BUFFER
+                            || encode_frame(&t.contents, &mut c.out).is_err()
+                        {
+                            self.stats.dropped(DropReason::TcpOverflow);
+                            continue;
+                        }
+                    }
+                    self.flush_conn(token);
+                }
+            }
+        }
+        self.out = out;
+    }
+}
