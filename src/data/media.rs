@@ -618,12 +618,10 @@ impl Media {
                     });
                 }
             }
-            Event::IceConnectionStateChange(st) => {
-                if st == str0m::IceConnectionState::Disconnected {
-                    self.stat(StatEvent::ConnState {
-                        state: "disconnected",
-                    });
-                }
+            Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected) => {
+                self.stat(StatEvent::ConnState {
+                    state: "disconnected",
+                });
             }
             Event::ChannelOpen(id, label) => self.channel_open(key, id, &label, now),
             Event::ChannelData(d) => self.channel_data(key, d.id, d.binary, &d.data, now),
@@ -1408,9 +1406,7 @@ impl Media {
                     Some(ssrc) => api.stream_tx(&ssrc),
                     None => api.stream_tx_by_mid(mid, None),
                 };
-                let Some(tx) = tx else {
-                    return None;
-                };
+                let tx = tx?;
                 let ssrc = tx.ssrc();
                 tx.write_rtp(
                     RtpWrite::new(
@@ -1639,7 +1635,7 @@ impl Media {
         }
         // Best effort: tell the peer (DTLS close_notify etc.), then drop.
         let _ = guard(|| {
-            let _ = s.rtc.disconnect();
+            s.rtc.disconnect();
         });
         if reason != CloseReason::Shutdown {
             self.stat(StatEvent::ConnState { state: "closed" });
@@ -1664,7 +1660,7 @@ fn wants(t: &PublishedTrack, receiver_av1: bool, publisher_av1: bool) -> bool {
     let both = receiver_av1 && publisher_av1;
     match t.codec {
         Codec::Av1 => both,
-        Codec::Vp8 => !both || t.kind == TrackKind::Video && !both,
+        Codec::Vp8 => !both,
         _ => true,
     }
 }

@@ -383,7 +383,7 @@ impl Client {
         self.media_time += 960;
         // Alternating levels give the standard deviation rtcd's VAD looks for.
         let level: i8 = if speaking {
-            if (self.media_time / 960) % 2 == 0 {
+            if (self.media_time / 960).is_multiple_of(2) {
                 -5
             } else {
                 -60

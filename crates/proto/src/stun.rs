@@ -42,7 +42,7 @@ pub fn binding_request_local_ufrag(b: &[u8]) -> Option<&str> {
         return None;
     }
     let len = u16::from_be_bytes([b[2], b[3]]) as usize;
-    if len % 4 != 0 || HEADER_LEN + len > b.len() {
+    if !len.is_multiple_of(4) || HEADER_LEN + len > b.len() {
         return None;
     }
     let end = HEADER_LEN + len;
