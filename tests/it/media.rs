@@ -139,6 +139,11 @@ struct Client {
     next_send: Instant,
     media_time: u64,
     candidates: usize,
+    screen: Option<Mid>,
+    next_video: Instant,
+    video_time: u64,
+    keyframe_requests: usize,
+    video_frames: HashMap<Mid, usize>,
 }
 
 impl Client {
@@ -207,6 +212,11 @@ impl Client {
             next_send: now,
             media_time: 0,
             candidates: 0,
+            screen: None,
+            next_video: now,
+            video_time: 0,
+            keyframe_requests: 0,
+            video_frames: HashMap::new(),
         }
     }
 
@@ -354,7 +364,14 @@ impl Client {
                     other => panic!("unexpected dc message {other:?}"),
                 }
             }
-            Event::MediaData(d) => *self.received.entry(d.mid).or_default() += 1,
+            Event::MediaData(d) => {
+                if d.params.spec().codec == Codec::Vp8 {
+                    *self.video_frames.entry(d.mid).or_default() += 1;
+                } else {
+                    *self.received.entry(d.mid).or_default() += 1;
+                }
+            }
+            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
             _ => {}
         }
     }
@@ -402,6 +419,80 @@ impl Client {
         self.drain(now);
     }
 
+    /// Shares a screen as the webapp does: ScreenOn first, then take the lock, add the
+    /// track and offer; unlock once the answer is applied.
+    fn start_screen(&mut self, server: &mut Server) {
+        let stream = format!("screen-{}", self.key.session_id);
+        let on = serde_json::json!({ "screenStreamID": stream });
+        server.signal(
+            self.worker,
+            &self.key,
+            MessageType::ScreenOn,
+            serde_json::to_vec(&on).unwrap(),
+        );
+        self.dc_write(true, &[0x07]);
+        let mut me = [self];
+        assert!(run_until(
+            server,
+            &mut me,
+            Duration::from_secs(5),
+            &[],
+            |cs| !cs[0].lock_replies.is_empty()
+        ));
+        let this = me.into_iter().next().unwrap();
+        assert_eq!(this.lock_replies.last(), Some(&true), "lock granted");
+        let mut api = this.rtc.sdp_api();
+        let mid = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream),
+            None,
+            None,
+        );
+        let (offer, pending) = api.apply().unwrap();
+        this.pending = Some(pending);
+        this.screen = Some(mid);
+        let json = serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()});
+        server.signal(
+            this.worker,
+            &this.key,
+            MessageType::Sdp,
+            serde_json::to_vec(&json).unwrap(),
+        );
+        let mut me = [this];
+        assert!(
+            run_until(server, &mut me, Duration::from_secs(5), &[], |cs| cs[0]
+                .pending
+                .is_none()),
+            "answer to the screen offer"
+        );
+        me[0].dc_write(true, &[0x08]);
+    }
+
+    /// Sends one VP8 "frame" on the screen track.
+    fn send_video(&mut self, now: Instant) {
+        let Some(mid) = self.screen else { return };
+        if now < self.next_video {
+            return;
+        }
+        self.next_video = now + Duration::from_millis(50);
+        let pt = self
+            .rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .unwrap();
+        self.video_time += 4500;
+        // A VP8 keyframe-looking payload (P bit clear, start code).
+        let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+        frame.extend_from_slice(&[0x55; 400]);
+        if let Some(w) = self.rtc.writer(mid) {
+            let _ = w.write(pt, now, MediaTime::from_90khz(self.video_time), frame);
+        }
+        self.drain(now);
+    }
+
     fn tick(&mut self, now: Instant) {
         self.read_transport(now);
         if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
@@ -440,6 +531,7 @@ fn run_until(
         for (i, c) in clients.iter_mut().enumerate() {
             c.tick(now);
             c.send_audio(now, speaking.get(i).copied().unwrap_or(false));
+            c.send_video(now);
         }
         if done(clients) {
             return true;
@@ -765,4 +857,223 @@ fn garbage_datagrams_are_dropped_and_counted() {
         .map(|(_, v)| v)
         .sum();
     assert!(drops >= 3, "{:?}", server.pool.counters());
+}
+
+#[test]
+fn screen_share_reaches_viewers_with_a_screen_media_map_and_a_keyframe_request() {
+    let mut server = Server::start(1);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
+    ));
+    a.start_screen(&mut server);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(20),
+            &[false, false],
+            |cs| { cs[1].video_frames.values().sum::<usize>() >= 10 }
+        ),
+        "viewer decodes the screen: frames={:?} maps={:?}",
+        b.video_frames,
+        b.media_maps.last()
+    );
+    let map = b.media_maps.last().unwrap();
+    assert!(
+        map.iter()
+            .any(|(_, e)| e.kind == "screen" && e.sender_id == "sessA"),
+        "{map:?}"
+    );
+    assert!(
+        a.keyframe_requests >= 1,
+        "the new viewer triggered a PLI to the sharer"
+    );
+    // ScreenOff removes the screen track at the viewer by renegotiation.
+    let offers_before = b.media_maps.len();
+    server.signal(0, &a.key, MessageType::ScreenOff, Vec::new());
+    a.screen = None;
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| { cs[1].media_maps.len() > offers_before }
+        ),
+        "a removal offer follows ScreenOff"
+    );
+    assert!(b
+        .media_maps
+        .last()
+        .unwrap()
+        .iter()
+        .all(|(_, e)| e.kind != "screen"));
+}
+
+/// The whole daemon: a plugin-like WebSocket client relays a str0m client's signaling
+/// through the control plane to a real worker, as the Calls plugin does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connects_through_the_plugin_websocket_and_the_daemon() {
+    use crate::common::*;
+    use rtcd_proto::ws::{ClientMessage, RtcMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path(), &Setup::default());
+    let port = free_udp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ep = Endpoint {
+        local: addr,
+        advertised: addr,
+    };
+    let (tx, rx) = notice_queue();
+    let pool = Arc::new(
+        WorkerPool::start(
+            PoolSettings {
+                workers: 2,
+                udp: vec![ep],
+                tcp: vec![],
+                candidates: rtcd::data::media::LocalCandidates {
+                    udp: vec![addr],
+                    tcp: vec![],
+                },
+                media: MediaSettings::default(),
+                pin: false,
+            },
+            tx,
+        )
+        .unwrap(),
+    );
+    let control = rtcd::control::ControlPlane::start(&cfg, pool.clone(), rx, Default::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", control.local_addr);
+    let r = http()
+        .post(format!("{base}/register"))
+        .json(&serde_json::json!({"clientID": "mm", "authKey": KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut ws = ws_connect(
+        &format!("ws://{}/ws", control.local_addr),
+        &basic("mm", KEY),
+    )
+    .await
+    .unwrap();
+    let _hello = next_binary(&mut ws).await;
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        join_frame("call1", "user1", "sess1").into(),
+    ))
+    .await
+    .unwrap();
+
+    // The end user's peer.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut rtc = Rtc::builder().build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    api.add_channel("calls-dc".to_string());
+    let (offer, pending) = api.apply().unwrap();
+    let mut pending = Some(pending);
+    let offer_json = serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        rtc_frame("sess1", 2, offer_json.as_bytes()).into(),
+    ))
+    .await
+    .unwrap();
+
+    let mut dc_open = false;
+    let mut got_answer = false;
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end && !dc_open {
+        // Plugin side: relay rtcd's messages to the peer.
+        if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b)))) =
+            tokio::time::timeout(
+                Duration::from_millis(5),
+                futures_util::StreamExt::next(&mut ws),
+            )
+            .await
+        {
+            match ClientMessage::decode(&b).unwrap() {
+                ClientMessage::Rtc(RtcMessage {
+                    msg_type,
+                    data,
+                    group_id,
+                    user_id,
+                    call_id,
+                    ..
+                }) => {
+                    assert_eq!(
+                        (group_id.as_str(), user_id.as_str(), call_id.as_str()),
+                        ("mm", "user1", "call1")
+                    );
+                    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+                    if msg_type == MessageType::Sdp {
+                        assert_eq!(v["type"], "answer");
+                        let ans = SdpAnswer::from_sdp_string(v["sdp"].as_str().unwrap()).unwrap();
+                        rtc.sdp_api()
+                            .accept_answer(pending.take().unwrap(), ans)
+                            .unwrap();
+                        got_answer = true;
+                    } else if msg_type == MessageType::Ice {
+                        assert!(got_answer, "candidates trickle after the answer");
+                        let c = Candidate::from_sdp_string(
+                            v["candidate"]["candidate"].as_str().unwrap(),
+                        )
+                        .unwrap();
+                        rtc.add_remote_candidate(c);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let now = Instant::now();
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            rtc.handle_input(Input::Receive(
+                now,
+                Receive::new(Protocol::Udp, from, local, &buf[..n]).unwrap(),
+            ))
+            .unwrap();
+        }
+        let _ = rtc.handle_input(Input::Timeout(now));
+        loop {
+            match rtc.poll_output().unwrap() {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => {
+                    let _ = sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::ChannelOpen(..)) => dc_open = true,
+                Output::Event(_) => {}
+            }
+        }
+    }
+    assert!(got_answer, "the daemon answered the relayed offer");
+    assert!(dc_open, "ICE, DTLS and SCTP came up through the daemon");
+    // Leave through the plugin: the session closes and the plugin gets `close`.
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        session_frame("leave", "sess1").into(),
+    ))
+    .await
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < end, "no close");
+        let b = next_binary(&mut ws).await;
+        if let ClientMessage::Close { session_id } = ClientMessage::decode(&b).unwrap() {
+            assert_eq!(session_id, "sess1");
+            break;
+        }
+    }
+    control.shutdown().await;
 }
