@@ -143,7 +143,11 @@ pub struct HubSettings {
 
 impl Default for HubSettings {
     fn default() -> Self {
-        HubSettings { spill_at: 2000 }
+        // Calls never span workers until cross-worker fan-out exists (the thread-per-core
+        // issue): a call's sessions all go to the worker hosting it.
+        HubSettings {
+            spill_at: usize::MAX,
+        }
     }
 }
 
