@@ -7,4 +7,5 @@ mod api;
 mod common;
 mod daemon;
 mod media;
+mod media_harness;
 mod ws;

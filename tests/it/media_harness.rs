@@ -1,0 +1,549 @@
+//! Test harness for the media plane: the real worker pool on loopback, and str0m clients that
+//! behave like the Mattermost client (RTCPeer): they create `calls-dc`, offer their
+//! microphone, answer server offers, answer pings, take the lock to share a screen.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtcd::bridge::{
+    notice_queue, CloseReason, Command, DataPlane, MessageType, Notice, NoticeRx, SessionInfo,
+    SessionKey, WorkerId,
+};
+use rtcd::data::media::MediaSettings;
+use rtcd::data::net::Endpoint;
+use rtcd::data::{PoolSettings, WorkerPool};
+use rtcd_proto::dc::{self, DcInbound, DcMessage};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub pool: WorkerPool,
+    pub notices: NoticeRx,
+    pub port: u16,
+    /// Notices that arrived for sessions other than the one being waited on.
+    pub parked: Vec<Notice>,
+}
+
+impl Server {
+    pub fn start(workers: usize) -> Server {
+        let port = free_udp_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ep = Endpoint {
+            local: addr,
+            advertised: addr,
+        };
+        let (tx, rx) = notice_queue();
+        let pool = WorkerPool::start(
+            PoolSettings {
+                workers,
+                udp: vec![ep],
+                tcp: vec![ep],
+                candidates: rtcd::data::media::LocalCandidates {
+                    udp: vec![addr],
+                    tcp: vec![addr],
+                },
+                media: MediaSettings::default(),
+                pin: false,
+            },
+            tx,
+        )
+        .unwrap();
+        Server {
+            pool,
+            notices: rx,
+            port,
+            parked: Vec::new(),
+        }
+    }
+
+    pub fn join(&self, worker: usize, session: &str, call: &str) -> SessionKey {
+        let key = SessionKey::new("group", session);
+        self.pool
+            .submit(
+                WorkerId(worker),
+                Command::Join(SessionInfo {
+                    key: key.clone(),
+                    call_id: Arc::from(call),
+                    user_id: Arc::from(format!("user-{session}").as_str()),
+                    av1_support: false,
+                    dc_signaling: false,
+                }),
+            )
+            .unwrap();
+        key
+    }
+
+    pub fn signal(&self, worker: usize, key: &SessionKey, t: MessageType, data: Vec<u8>) {
+        self.pool
+            .submit(
+                WorkerId(worker),
+                Command::Signal {
+                    key: key.clone(),
+                    msg_type: t,
+                    data,
+                },
+            )
+            .unwrap();
+    }
+
+    /// Media packets forwarded by all workers so far.
+    pub fn pool_counters_tx(&self) -> u64 {
+        use rtcd::bridge::DataPlane;
+        self.pool.counters().iter().map(|c| c.tx_packets).sum()
+    }
+
+    /// All notices available now (non-blocking).
+    pub fn poll_notices(&mut self) -> Vec<Notice> {
+        let mut out = std::mem::take(&mut self.parked);
+        while let Ok(n) = self.notices.try_recv() {
+            out.push(n);
+        }
+        out
+    }
+}
+
+pub enum Transport {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+/// A client peer driven like RTCPeer: offers mic + `calls-dc`, answers server offers.
+pub struct Client {
+    pub key: SessionKey,
+    pub worker: usize,
+    pub rtc: Rtc,
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub server: SocketAddr,
+    pub dc: Option<ChannelId>,
+    pub dc_open: bool,
+    pub mic: Option<Mid>,
+    pub pending: Option<SdpPendingOffer>,
+    /// Received RTP packets per incoming mid.
+    pub received: HashMap<Mid, usize>,
+    pub media_maps: Vec<Vec<(String, dc::MediaMapEntry)>>,
+    pub pongs: usize,
+    pub lock_replies: Vec<bool>,
+    pub vad: Vec<bool>,
+    pub closed: Option<CloseReason>,
+    pub connected: bool,
+    pub next_send: Instant,
+    pub media_time: u64,
+    pub candidates: usize,
+    pub screen: Option<Mid>,
+    pub next_video: Instant,
+    pub video_time: u64,
+    pub keyframe_requests: usize,
+    pub video_frames: HashMap<Mid, usize>,
+}
+
+impl Client {
+    pub fn new(server: &Server, worker: usize, session: &str, call: &str, tcp: bool) -> Client {
+        let server_addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
+        let (transport, local) = if tcp {
+            let s = TcpStream::connect(server_addr).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let local = s.local_addr().unwrap();
+            (Transport::Tcp(s, Vec::new()), local)
+        } else {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            let local = s.local_addr().unwrap();
+            (Transport::Udp(s), local)
+        };
+        let now = Instant::now();
+        let mut rtc = Rtc::builder().build(now);
+        let cand = if tcp {
+            Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(str0m::net::TcpType::Active)
+                .build()
+                .unwrap()
+        } else {
+            Candidate::host(local, "udp").unwrap()
+        };
+        rtc.add_local_candidate(cand);
+        let key = server.join(worker, session, call);
+        let mut api = rtc.sdp_api();
+        let mic = api.add_media(
+            MediaKind::Audio,
+            Direction::SendRecv,
+            Some(format!("stream-{session}")),
+            None,
+            None,
+        );
+        let dc = api.add_channel("calls-dc".to_string());
+        let (offer, pending) = api.apply().unwrap();
+        let json = serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()});
+        server.signal(
+            worker,
+            &key,
+            MessageType::Sdp,
+            serde_json::to_vec(&json).unwrap(),
+        );
+        Client {
+            key,
+            worker,
+            rtc,
+            transport,
+            local,
+            server: server_addr,
+            dc: Some(dc),
+            dc_open: false,
+            mic: Some(mic),
+            pending: Some(pending),
+            received: HashMap::new(),
+            media_maps: Vec::new(),
+            pongs: 0,
+            lock_replies: Vec::new(),
+            vad: Vec::new(),
+            closed: None,
+            connected: false,
+            next_send: now,
+            media_time: 0,
+            candidates: 0,
+            screen: None,
+            next_video: now,
+            video_time: 0,
+            keyframe_requests: 0,
+            video_frames: HashMap::new(),
+        }
+    }
+
+    fn proto(&self) -> Protocol {
+        match self.transport {
+            Transport::Udp(_) => Protocol::Udp,
+            Transport::Tcp(..) => Protocol::Tcp,
+        }
+    }
+
+    pub fn on_notice(&mut self, server: &Server, n: Notice) {
+        match n {
+            Notice::Signal {
+                msg_type: MessageType::Sdp,
+                data,
+                ..
+            } => {
+                let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+                let sdp = v["sdp"].as_str().unwrap();
+                match v["type"].as_str().unwrap() {
+                    "answer" => {
+                        let pending = self.pending.take().expect("answer without offer");
+                        self.rtc
+                            .sdp_api()
+                            .accept_answer(pending, SdpAnswer::from_sdp_string(sdp).unwrap())
+                            .unwrap();
+                    }
+                    "offer" => {
+                        let answer = self
+                            .rtc
+                            .sdp_api()
+                            .accept_offer(SdpOffer::from_sdp_string(sdp).unwrap())
+                            .unwrap();
+                        let json =
+                            serde_json::json!({"type": "answer", "sdp": answer.to_sdp_string()});
+                        server.signal(
+                            self.worker,
+                            &self.key,
+                            MessageType::Sdp,
+                            serde_json::to_vec(&json).unwrap(),
+                        );
+                    }
+                    other => panic!("unexpected sdp type {other}"),
+                }
+            }
+            Notice::Signal {
+                msg_type: MessageType::Ice,
+                data,
+                ..
+            } => {
+                let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+                assert_eq!(v["type"], "candidate", "rtcd wraps candidates");
+                let line = v["candidate"]["candidate"].as_str().unwrap();
+                assert!(v["candidate"]["sdpMid"].is_string());
+                assert_eq!(v["candidate"]["sdpMLineIndex"], 0);
+                let c = Candidate::from_sdp_string(line).unwrap();
+                self.candidates += 1;
+                self.rtc.add_remote_candidate(c);
+            }
+            Notice::Vad { on, .. } => self.vad.push(on),
+            Notice::Closed { reason, .. } => self.closed = Some(reason),
+            other => panic!("unexpected notice {other:?}"),
+        }
+    }
+
+    fn read_transport(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        for _ in 0..64 {
+            let data: Vec<Vec<u8>> = match &mut self.transport {
+                Transport::Udp(s) => match s.recv_from(&mut buf) {
+                    Ok((n, _)) => vec![buf[..n].to_vec()],
+                    Err(_) => return,
+                },
+                Transport::Tcp(s, inbuf) => {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => {}
+                        Ok(n) => inbuf.extend_from_slice(&buf[..n]),
+                    }
+                    let mut frames = Vec::new();
+                    while inbuf.len() >= 2 {
+                        let len = u16::from_be_bytes([inbuf[0], inbuf[1]]) as usize;
+                        if inbuf.len() < 2 + len {
+                            break;
+                        }
+                        frames.push(inbuf[2..2 + len].to_vec());
+                        inbuf.drain(..2 + len);
+                    }
+                    if frames.is_empty() {
+                        return;
+                    }
+                    frames
+                }
+            };
+            for d in data {
+                let proto = self.proto();
+                let r = Receive::new(proto, self.server, self.local, &d).unwrap();
+                self.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                self.drain(now);
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        match &mut self.transport {
+            Transport::Udp(s) => {
+                let _ = s.send_to(bytes, self.server);
+            }
+            Transport::Tcp(s, _) => {
+                let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(bytes);
+                s.set_nonblocking(false).unwrap();
+                s.write_all(&framed).unwrap();
+                s.set_nonblocking(true).unwrap();
+            }
+        }
+    }
+
+    pub fn drain(&mut self, now: Instant) {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(_) => return,
+                Output::Transmit(t) => self.send(&t.contents),
+                Output::Event(e) => self.on_event(e, now),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event, _now: Instant) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::ChannelOpen(id, _) => {
+                self.dc = Some(id);
+                self.dc_open = true;
+            }
+            Event::ChannelData(d) => {
+                if !d.binary {
+                    assert_eq!(&d.data[..], b"pong");
+                    self.pongs += 1;
+                    return;
+                }
+                match dc::decode_dc(&d.data).unwrap() {
+                    DcInbound::Message(DcMessage::Pong) => self.pongs += 1,
+                    DcInbound::Message(DcMessage::MediaMap(m)) => self.media_maps.push(m),
+                    DcInbound::Message(DcMessage::LockResponse(b)) => self.lock_replies.push(b),
+                    other => panic!("unexpected dc message {other:?}"),
+                }
+            }
+            Event::MediaData(d) => {
+                if d.params.spec().codec == Codec::Vp8 {
+                    *self.video_frames.entry(d.mid).or_default() += 1;
+                } else {
+                    *self.received.entry(d.mid).or_default() += 1;
+                }
+            }
+            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            _ => {}
+        }
+    }
+
+    pub fn dc_write(&mut self, binary: bool, bytes: &[u8]) {
+        let id = self.dc.unwrap();
+        let ok = self.rtc.channel(id).unwrap().write(binary, bytes).unwrap();
+        assert!(ok);
+        self.drain(Instant::now());
+    }
+
+    /// Sends 20 ms of "Opus" with an audio level, loud (`speaking`) or silent.
+    pub fn send_audio(&mut self, now: Instant, speaking: bool) {
+        if !self.connected || now < self.next_send {
+            return;
+        }
+        self.next_send = now + Duration::from_millis(20);
+        let Some(mid) = self.mic else { return };
+        let pt = self
+            .rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+            .unwrap();
+        self.media_time += 960;
+        // Alternating levels give the standard deviation rtcd's VAD looks for.
+        let level: i8 = if speaking {
+            if (self.media_time / 960).is_multiple_of(2) {
+                -5
+            } else {
+                -60
+            }
+        } else {
+            -127
+        };
+        if let Some(w) = self.rtc.writer(mid) {
+            let _ = w.audio_level(level, speaking).write(
+                pt,
+                now,
+                MediaTime::from_90khz(self.media_time),
+                vec![0xf8u8; 60],
+            );
+        }
+        self.drain(now);
+    }
+
+    /// Shares a screen as the webapp does: ScreenOn first, then take the lock, add the
+    /// track and offer; unlock once the answer is applied.
+    pub fn start_screen(&mut self, server: &mut Server) {
+        let stream = format!("screen-{}", self.key.session_id);
+        let on = serde_json::json!({ "screenStreamID": stream });
+        server.signal(
+            self.worker,
+            &self.key,
+            MessageType::ScreenOn,
+            serde_json::to_vec(&on).unwrap(),
+        );
+        self.dc_write(true, &[0x07]);
+        let mut me = [self];
+        assert!(run_until(
+            server,
+            &mut me,
+            Duration::from_secs(5),
+            &[],
+            |cs| !cs[0].lock_replies.is_empty()
+        ));
+        let this = me.into_iter().next().unwrap();
+        assert_eq!(this.lock_replies.last(), Some(&true), "lock granted");
+        let mut api = this.rtc.sdp_api();
+        let mid = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream),
+            None,
+            None,
+        );
+        let (offer, pending) = api.apply().unwrap();
+        this.pending = Some(pending);
+        this.screen = Some(mid);
+        let json = serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()});
+        server.signal(
+            this.worker,
+            &this.key,
+            MessageType::Sdp,
+            serde_json::to_vec(&json).unwrap(),
+        );
+        let mut me = [this];
+        assert!(
+            run_until(server, &mut me, Duration::from_secs(5), &[], |cs| cs[0]
+                .pending
+                .is_none()),
+            "answer to the screen offer"
+        );
+        me[0].dc_write(true, &[0x08]);
+    }
+
+    /// Sends one VP8 "frame" on the screen track.
+    pub fn send_video(&mut self, now: Instant) {
+        let Some(mid) = self.screen else { return };
+        if now < self.next_video {
+            return;
+        }
+        self.next_video = now + Duration::from_millis(50);
+        let pt = self
+            .rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .unwrap();
+        self.video_time += 4500;
+        // A VP8 keyframe-looking payload (P bit clear, start code).
+        let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+        frame.extend_from_slice(&[0x55; 400]);
+        if let Some(w) = self.rtc.writer(mid) {
+            let _ = w.write(pt, now, MediaTime::from_90khz(self.video_time), frame);
+        }
+        self.drain(now);
+    }
+
+    pub fn tick(&mut self, now: Instant) {
+        self.read_transport(now);
+        if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
+            self.drain(now);
+        }
+    }
+
+    pub fn total_received(&self) -> usize {
+        self.received.values().sum()
+    }
+}
+
+/// Drives server notices and clients until `done` or the deadline.
+pub fn run_until(
+    server: &mut Server,
+    clients: &mut [&mut Client],
+    limit: Duration,
+    speaking: &[bool],
+    mut done: impl FnMut(&[&mut Client]) -> bool,
+) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        for n in server.poll_notices() {
+            let key = match &n {
+                Notice::Signal { key, .. }
+                | Notice::Vad { key, .. }
+                | Notice::Closed { key, .. } => key.clone(),
+                Notice::Stat(_) => continue,
+            };
+            match clients.iter_mut().find(|c| c.key == key) {
+                Some(c) => c.on_notice(server, n),
+                None => server.parked.push(n),
+            }
+        }
+        let now = Instant::now();
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.tick(now);
+            c.send_audio(now, speaking.get(i).copied().unwrap_or(false));
+            c.send_video(now);
+        }
+        if done(clients) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
