@@ -73,6 +73,16 @@ impl Server {
     }
 
     pub fn join(&self, worker: usize, session: &str, call: &str) -> SessionKey {
+        self.join_with(worker, session, call, false)
+    }
+
+    pub fn join_with(
+        &self,
+        worker: usize,
+        session: &str,
+        call: &str,
+        dc_signaling: bool,
+    ) -> SessionKey {
         let key = SessionKey::new("group", session);
         self.pool
             .submit(
@@ -82,7 +92,7 @@ impl Server {
                     call_id: Arc::from(call),
                     user_id: Arc::from(format!("user-{session}").as_str()),
                     av1_support: false,
-                    dc_signaling: false,
+                    dc_signaling,
                 }),
             )
             .unwrap();
@@ -147,6 +157,13 @@ pub struct Client {
     pub media_time: u64,
     pub candidates: usize,
     pub screen: Option<Mid>,
+    pub dc_offers: usize,
+    /// Percentage of datagrams dropped in each direction (deterministic), like an nftables
+    /// `numgen random mod 100 < N drop` rule.
+    pub loss_percent: u64,
+    pub rng: u64,
+    pub video_sent: usize,
+    pub pending_dc_out: Vec<Vec<u8>>,
     pub next_video: Instant,
     pub video_time: u64,
     pub keyframe_requests: usize,
@@ -155,6 +172,17 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &Server, worker: usize, session: &str, call: &str, tcp: bool) -> Client {
+        Self::new_with(server, worker, session, call, tcp, false)
+    }
+
+    pub fn new_with(
+        server: &Server,
+        worker: usize,
+        session: &str,
+        call: &str,
+        tcp: bool,
+        dc_signaling: bool,
+    ) -> Client {
         let server_addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
         let (transport, local) = if tcp {
             let s = TcpStream::connect(server_addr).unwrap();
@@ -180,7 +208,7 @@ impl Client {
             Candidate::host(local, "udp").unwrap()
         };
         rtc.add_local_candidate(cand);
-        let key = server.join(worker, session, call);
+        let key = server.join_with(worker, session, call, dc_signaling);
         let mut api = rtc.sdp_api();
         let mic = api.add_media(
             MediaKind::Audio,
@@ -220,6 +248,11 @@ impl Client {
             media_time: 0,
             candidates: 0,
             screen: None,
+            dc_offers: 0,
+            loss_percent: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            video_sent: 0,
+            pending_dc_out: Vec::new(),
             next_video: now,
             video_time: 0,
             keyframe_requests: 0,
@@ -318,6 +351,9 @@ impl Client {
                 }
             };
             for d in data {
+                if self.lose() {
+                    continue;
+                }
                 let proto = self.proto();
                 let r = Receive::new(proto, self.server, self.local, &d).unwrap();
                 self.rtc.handle_input(Input::Receive(now, r)).unwrap();
@@ -326,7 +362,21 @@ impl Client {
         }
     }
 
+    /// Whether the next datagram is lost.
+    pub fn lose(&mut self) -> bool {
+        if self.loss_percent == 0 {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % 100 < self.loss_percent
+    }
+
     fn send(&mut self, bytes: &[u8]) {
+        if self.lose() {
+            return;
+        }
         match &mut self.transport {
             Transport::Udp(s) => {
                 let _ = s.send_to(bytes, self.server);
@@ -368,6 +418,25 @@ impl Client {
                     DcInbound::Message(DcMessage::Pong) => self.pongs += 1,
                     DcInbound::Message(DcMessage::MediaMap(m)) => self.media_maps.push(m),
                     DcInbound::Message(DcMessage::LockResponse(b)) => self.lock_replies.push(b),
+                    DcInbound::Message(DcMessage::Sdp(z)) => {
+                        // dcSignaling: the server's offer comes zlib-compressed over the
+                        // channel; answer the same way.
+                        let json = dc::inflate_sdp(&z, dc::MAX_SDP_LEN).unwrap();
+                        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+                        assert_eq!(v["type"], "offer");
+                        let answer = self
+                            .rtc
+                            .sdp_api()
+                            .accept_offer(
+                                SdpOffer::from_sdp_string(v["sdp"].as_str().unwrap()).unwrap(),
+                            )
+                            .unwrap();
+                        let json =
+                            serde_json::json!({"type": "answer", "sdp": answer.to_sdp_string()});
+                        let msg = DcMessage::Sdp(dc::compress_sdp(json.to_string().as_bytes()));
+                        self.dc_offers += 1;
+                        self.pending_dc_out.push(msg.to_bytes());
+                    }
                     other => panic!("unexpected dc message {other:?}"),
                 }
             }
@@ -495,13 +564,20 @@ impl Client {
         let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
         frame.extend_from_slice(&[0x55; 400]);
         if let Some(w) = self.rtc.writer(mid) {
-            let _ = w.write(pt, now, MediaTime::from_90khz(self.video_time), frame);
+            if w.write(pt, now, MediaTime::from_90khz(self.video_time), frame)
+                .is_ok()
+            {
+                self.video_sent += 1;
+            }
         }
         self.drain(now);
     }
 
     pub fn tick(&mut self, now: Instant) {
         self.read_transport(now);
+        for m in std::mem::take(&mut self.pending_dc_out) {
+            self.dc_write(true, &m);
+        }
         if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
             self.drain(now);
         }
