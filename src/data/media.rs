@@ -42,6 +42,8 @@ pub const SIGNALING_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// rtcd (pion defaults): no traffic for this long after connecting fails the session.
 pub const FAILED_AFTER: Duration = Duration::from_secs(25);
+/// rtcd: a server renegotiation waits this long for the signaling lock, then is dropped.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// rtcd: remote candidates buffered before the first offer.
 const MAX_EARLY_CANDIDATES: usize = 40;
 /// rtcd: track actions queued per session.
@@ -141,6 +143,8 @@ struct Session {
     dc: Option<ChannelId>,
     initialized: bool,
     lock: Lock,
+    /// Since when a queued track action has been waiting for a lock the client holds.
+    lock_wait_since: Option<Instant>,
     pending: Option<PendingOffer>,
     actions: VecDeque<TrackAction>,
     screen_stream: Option<String>,
@@ -240,6 +244,7 @@ impl Media {
                     Some(s.deadline),
                     s.offer_deadline,
                     s.pending.as_ref().map(|p| p.deadline),
+                    s.lock_wait_deadline(),
                     s.answered()
                         .then_some(s.last_rx + self.settings.failed_after),
                 ]
@@ -324,6 +329,7 @@ impl Media {
                 dc: None,
                 initialized: false,
                 lock: Lock::Free,
+                lock_wait_since: None,
                 pending: None,
                 actions: VecDeque::new(),
                 screen_stream: None,
@@ -477,6 +483,20 @@ impl Media {
                 self.stat(StatEvent::ConnState { state: "failed" });
                 self.close_session(&key, CloseReason::ConnectionFailed, now);
                 continue;
+            }
+            if s.lock_wait_deadline().is_some_and(|d| d <= now) {
+                // rtcd: the track action gives up after 5 s without the lock.
+                let dropped = s.actions.pop_front();
+                s.lock_wait_since = (!s.actions.is_empty()).then_some(now);
+                tracing::warn!(session = %key, action = ?dropped, "signaling lock timeout; track action dropped");
+                emit_stat(
+                    &self.notices,
+                    &self.stats,
+                    StatEvent::Error {
+                        group_id: key.group_id.clone(),
+                        kind: "signaling_lock_timeout",
+                    },
+                );
             }
             if s.pending.as_ref().is_some_and(|p| p.deadline <= now) {
                 let p = s.pending.take();
@@ -1192,9 +1212,16 @@ impl Media {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;
             };
+            if let Lock::Client(_) = s.lock {
+                if !s.actions.is_empty() && s.lock_wait_since.is_none() {
+                    s.lock_wait_since = Some(now);
+                }
+                return;
+            }
             if !s.initialized || s.pending.is_some() || s.lock != Lock::Free || s.dead.is_some() {
                 return;
             }
+            s.lock_wait_since = None;
             let Some(action) = s.actions.pop_front() else {
                 return;
             };
@@ -1651,6 +1678,10 @@ impl Media {
 impl Session {
     fn answered(&self) -> bool {
         self.offer_deadline.is_none()
+    }
+
+    fn lock_wait_deadline(&self) -> Option<Instant> {
+        self.lock_wait_since.map(|t| t + LOCK_TIMEOUT)
     }
 }
 

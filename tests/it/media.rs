@@ -630,3 +630,56 @@ fn video_keeps_flowing_under_ten_percent_loss_in_both_directions() {
     // viewer-side retransmission path is still to be investigated (issue notes).
     assert!(got * 100 >= sent * 90, "received {got} of {sent} frames");
 }
+
+#[test]
+fn a_client_holding_the_lock_defers_server_offers_until_rtcd_gives_up_after_five_seconds() {
+    let mut server = Server::start(1);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a],
+        Duration::from_secs(10),
+        &[],
+        |cs| cs[0].dc_open
+    ));
+    a.dc_write(true, &[0x07]);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a],
+        Duration::from_secs(5),
+        &[],
+        |cs| !cs[0].lock_replies.is_empty()
+    ));
+    assert_eq!(a.lock_replies, vec![true]);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    // b publishes; a's renegotiation must wait for a's lock.
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(3),
+        &[false, true],
+        |_| false,
+    );
+    assert!(
+        a.media_maps.is_empty(),
+        "no server offer while the client holds the lock"
+    );
+    // After 5 s rtcd drops the waiting action; unlocking later does not bring it back.
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(3),
+        &[false, true],
+        |_| false,
+    );
+    a.dc_write(true, &[0x08]);
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(1),
+        &[false, true],
+        |_| false,
+    );
+    assert!(a.media_maps.is_empty(), "the timed-out action was dropped");
+    assert_eq!(a.total_received(), 0);
+}
