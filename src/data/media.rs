@@ -973,7 +973,9 @@ impl Media {
                         session_id: t.publisher.clone(),
                     })
                     .is_some_and(|p| p.info.av1_support);
-                if wants(t, receiver_av1, publisher_av1) {
+                // Simulcast: new receivers start on the low layer (rtcd).
+                let default_layer = t.rid.is_none_or(|r| &*r == "l");
+                if default_layer && wants(t, receiver_av1, publisher_av1) {
                     adds.push(t.id.clone());
                 }
             }

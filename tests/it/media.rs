@@ -683,3 +683,50 @@ fn a_client_holding_the_lock_defers_server_offers_until_rtcd_gives_up_after_five
     assert!(a.media_maps.is_empty(), "the timed-out action was dropped");
     assert_eq!(a.total_received(), 0);
 }
+
+#[test]
+fn simulcast_screen_share_sends_viewers_only_the_low_layer() {
+    let mut server = Server::start(1);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
+    ));
+    a.start_screen_with(&mut server, true);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| { cs[1].video_frames.values().sum::<usize>() >= 10 }
+        ),
+        "viewer gets the screen: {:?}",
+        b.video_frames
+    );
+    // Let the high layer be published too, then check the viewer still has one screen track.
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(1),
+        &[false, false],
+        |_| false,
+    );
+    assert_eq!(
+        b.video_frames.len(),
+        1,
+        "one forwarded screen track (layer l)"
+    );
+    let screens = b
+        .media_maps
+        .last()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.kind == "screen")
+        .count();
+    assert_eq!(screens, 1);
+}

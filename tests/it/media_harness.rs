@@ -158,6 +158,7 @@ pub struct Client {
     pub candidates: usize,
     pub screen: Option<Mid>,
     pub dc_offers: usize,
+    pub simulcast: bool,
     /// Percentage of datagrams dropped in each direction (deterministic), like an nftables
     /// `numgen random mod 100 < N drop` rule.
     pub loss_percent: u64,
@@ -249,6 +250,7 @@ impl Client {
             candidates: 0,
             screen: None,
             dc_offers: 0,
+            simulcast: false,
             loss_percent: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
             video_sent: 0,
@@ -498,6 +500,12 @@ impl Client {
     /// Shares a screen as the webapp does: ScreenOn first, then take the lock, add the
     /// track and offer; unlock once the answer is applied.
     pub fn start_screen(&mut self, server: &mut Server) {
+        self.start_screen_with(server, false)
+    }
+
+    /// As `start_screen`, optionally with `l`/`h` simulcast layers as the webapp sends.
+    pub fn start_screen_with(&mut self, server: &mut Server, simulcast: bool) {
+        self.simulcast = simulcast;
         let stream = format!("screen-{}", self.key.session_id);
         let on = serde_json::json!({ "screenStreamID": stream });
         server.signal(
