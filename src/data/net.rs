@@ -188,3 +188,94 @@ pub fn plan(cfg: &RtcConfig, advertise: &dyn Fn(IpAddr) -> (IpAddr, u16)) -> io:
     }
     Ok(p)
 }
+
+/// STUN public-address discovery (spec §6.3): from `local_ip:port`, one Binding Request to
+/// `server` ("host:port", scheme already stripped), waiting at most `timeout`.
+pub fn stun_discover(
+    local_ip: IpAddr,
+    port: u16,
+    server: &str,
+    timeout: std::time::Duration,
+) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let target = server
+        .to_socket_addrs()
+        .ok()?
+        .find(|a| a.is_ipv4() == local_ip.is_ipv4())?;
+    let sock = udp_socket(SocketAddr::new(local_ip, port)).ok()?;
+    sock.set_nonblocking(false).ok()?;
+    sock.set_read_timeout(Some(timeout)).ok()?;
+    let mut tid = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut tid);
+    sock.send_to(&rtcd_proto::stun::binding_request(tid), target)
+        .ok()?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    while std::time::Instant::now() < deadline {
+        let (n, from) = sock.recv_from(&mut buf).ok()?;
+        if from != target {
+            continue;
+        }
+        if let Some(addr) = rtcd_proto::stun::binding_response_address(&buf[..n], &tid) {
+            return Some(addr.ip());
+        }
+    }
+    None
+}
+
+/// `stun:host:port` / `stuns:host:port` → `host:port` (upstream queries both as plain UDP).
+pub fn stun_target(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("stun:")
+        .or_else(|| url.strip_prefix("stuns:"))?;
+    let rest = rest.split('?').next()?;
+    rest.rsplit_once(':').map(|_| rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stun_urls_need_a_port() {
+        assert_eq!(
+            stun_target("stun:stun.example.com:3478"),
+            Some("stun.example.com:3478")
+        );
+        assert_eq!(stun_target("stuns:1.2.3.4:5349"), Some("1.2.3.4:5349"));
+        assert_eq!(stun_target("stun:stun.example.com"), None);
+        assert_eq!(stun_target("turn:x:1"), None);
+    }
+
+    #[test]
+    fn discovery_reads_the_reflexive_address_from_a_local_stun_server() {
+        // A tiny STUN server on loopback that reports a fixed public address.
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            assert!(n >= 20);
+            let mut resp = vec![0x01, 0x01, 0x00, 12];
+            resp.extend_from_slice(&buf[4..20]);
+            let port = 9999u16 ^ 0x2112;
+            resp.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+            resp.extend_from_slice(&port.to_be_bytes());
+            resp.extend_from_slice(&[198 ^ 0x21, 51 ^ 0x12, 100 ^ 0xa4, 7 ^ 0x42]);
+            server.send_to(&resp, from).unwrap();
+        });
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ip = stun_discover(
+            "127.0.0.1".parse().unwrap(),
+            port,
+            &addr.to_string(),
+            std::time::Duration::from_secs(5),
+        );
+        t.join().unwrap();
+        assert_eq!(ip, Some("198.51.100.7".parse().unwrap()));
+    }
+}

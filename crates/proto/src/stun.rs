@@ -64,9 +64,117 @@ pub fn binding_request_local_ufrag(b: &[u8]) -> Option<&str> {
     None
 }
 
+const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
+const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
+const BINDING_SUCCESS: u16 = 0x0101;
+
+/// A minimal Binding Request (RFC 8489 §6.1) for public-address discovery.
+pub fn binding_request(transaction_id: [u8; 12]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEADER_LEN);
+    m.extend_from_slice(&BINDING_REQUEST.to_be_bytes());
+    m.extend_from_slice(&0u16.to_be_bytes());
+    m.extend_from_slice(&MAGIC_COOKIE);
+    m.extend_from_slice(&transaction_id);
+    m
+}
+
+/// The reflexive address in a Binding Success Response to `transaction_id`:
+/// XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS from old servers.
+pub fn binding_response_address(
+    b: &[u8],
+    transaction_id: &[u8; 12],
+) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    if b.len() < HEADER_LEN
+        || b[4..8] != MAGIC_COOKIE
+        || u16::from_be_bytes([b[0], b[1]]) != BINDING_SUCCESS
+        || b[8..20] != transaction_id[..]
+    {
+        return None;
+    }
+    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    let end = (HEADER_LEN + len).min(b.len());
+    let mut i = HEADER_LEN;
+    let mut plain = None;
+    while i + 4 <= end {
+        let typ = u16::from_be_bytes([b[i], b[i + 1]]);
+        let alen = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        let v = b.get(i + 4..i + 4 + alen)?;
+        if (typ == ATTR_XOR_MAPPED_ADDRESS || typ == ATTR_MAPPED_ADDRESS) && v.len() >= 8 {
+            let xor = typ == ATTR_XOR_MAPPED_ADDRESS;
+            let mut port = u16::from_be_bytes([v[2], v[3]]);
+            if xor {
+                port ^= 0x2112;
+            }
+            let ip: Option<IpAddr> = match v[1] {
+                0x01 => {
+                    let mut o = [v[4], v[5], v[6], v[7]];
+                    if xor {
+                        for (x, k) in o.iter_mut().zip(MAGIC_COOKIE) {
+                            *x ^= k;
+                        }
+                    }
+                    Some(Ipv4Addr::from(o).into())
+                }
+                0x02 if v.len() >= 20 => {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(&v[4..20]);
+                    if xor {
+                        let key: Vec<u8> =
+                            MAGIC_COOKIE.iter().chain(transaction_id).copied().collect();
+                        for (x, k) in o.iter_mut().zip(key) {
+                            *x ^= k;
+                        }
+                    }
+                    Some(Ipv6Addr::from(o).into())
+                }
+                _ => None,
+            };
+            if let Some(ip) = ip {
+                let addr = SocketAddr::new(ip, port);
+                if xor {
+                    return Some(addr);
+                }
+                plain = Some(addr);
+            }
+        }
+        i += 4 + alen.div_ceil(4) * 4;
+    }
+    plain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xor_mapped_address_is_decoded_from_a_binding_response() {
+        let tid = [7u8; 12];
+        let req = binding_request(tid);
+        assert_eq!(req.len(), 20);
+        assert_eq!(classify(&req), PacketKind::Stun);
+        // 203.0.113.5:40000 XOR-encoded.
+        let port = 40000u16 ^ 0x2112;
+        let ip = [203 ^ 0x21, 0x12, 113 ^ 0xa4, 5 ^ 0x42];
+        let mut resp = vec![0x01, 0x01, 0x00, 12];
+        resp.extend_from_slice(&MAGIC_COOKIE);
+        resp.extend_from_slice(&tid);
+        resp.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+        resp.extend_from_slice(&port.to_be_bytes());
+        resp.extend_from_slice(&ip);
+        assert_eq!(
+            binding_response_address(&resp, &tid),
+            Some("203.0.113.5:40000".parse().unwrap())
+        );
+        assert_eq!(
+            binding_response_address(&resp, &[8u8; 12]),
+            None,
+            "other transaction"
+        );
+        for cut in 0..resp.len() {
+            let _ = binding_response_address(&resp[..cut], &tid);
+        }
+    }
 
     /// A Binding Request as Chrome sends it: USERNAME, GOOG-NETWORK-INFO, ICE-CONTROLLING,
     /// USE-CANDIDATE, PRIORITY, MESSAGE-INTEGRITY, FINGERPRINT.
