@@ -1,12 +1,47 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine of this kind (idempotent).
 # Everything comes from the package registries by name; nothing is downloaded otherwise.
+# Usage: scripts/deps.sh [--e2e]   (--e2e: also chromium, nftables, iproute2, nodejs/npm and
+#        `npm ci` in e2e/ for scripts/e2e.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- aiortc block (scripts/aiortc.sh): kept separate from --e2e. A leading --aiortc installs
+# python3 + venv, nftables and iproute2, is then removed from the arguments, and the rest of
+# this script runs as usual (the venv itself is made by scripts/aiortc.sh).
+if [ "${1:-}" = --aiortc ]; then
+  shift
+  aiortc_apt=()
+  command -v python3 >/dev/null 2>&1 || aiortc_apt+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || aiortc_apt+=(python3-venv)
+  command -v nft >/dev/null 2>&1 || aiortc_apt+=(nftables)
+  command -v ip >/dev/null 2>&1 || aiortc_apt+=(iproute2)
+  if [ ${#aiortc_apt[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || { echo "deps: need root to install: ${aiortc_apt[*]}" >&2; exit 1; }
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${aiortc_apt[@]}"
+  fi
+fi
+# --- end of aiortc block ---
+
+e2e=0
+for arg in "$@"; do
+  case "$arg" in
+    --e2e) e2e=1 ;;
+    *) echo "deps: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ "$e2e" = 1 ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: need root to install: ${need_apt[*]}" >&2
@@ -16,4 +51,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "deps: cargo (Rust toolchain) is required" >&2; exit 1; }
+if [ "$e2e" = 1 ] && [ ! -d e2e/node_modules ]; then
+  (cd e2e && npm ci --no-audit --no-fund)
+fi
 echo "deps: ok"

@@ -194,7 +194,21 @@ pub struct Media {
     transmits: Vec<Transmit>,
     /// Sessions with queued output to drain at the end of the current input.
     dirty: HashSet<SessionKey>,
+    /// Server offers held until the client has acknowledged the MediaMap before them.
+    deferred: Vec<Deferred>,
 }
+
+/// A WebSocket server offer waiting for its MediaMap to be acknowledged on the data channel
+/// (SCTP SACK), so the client never sees the offer first (spec §4.6.4: the webapp ignores
+/// video without a MediaMap entry). Released after [`MEDIA_MAP_WAIT`] at the latest.
+struct Deferred {
+    key: SessionKey,
+    notice: Notice,
+    until: Option<Instant>,
+}
+
+/// Longest a server offer waits for the MediaMap's acknowledgement.
+const MEDIA_MAP_WAIT: Duration = Duration::from_millis(250);
 
 impl Media {
     pub fn new(
@@ -218,6 +232,7 @@ impl Media {
             by_addr: HashMap::new(),
             transmits: Vec::new(),
             dirty: HashSet::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -233,6 +248,34 @@ impl Media {
     /// Appends produced datagrams to `out` (reuses the caller's buffer).
     pub fn drain_transmits(&mut self, out: &mut Vec<Transmit>) {
         out.append(&mut self.transmits);
+    }
+
+    /// Releases notices held until the datagrams taken with [`Media::drain_transmits`] were
+    /// sent (server offers after their MediaMap).
+    pub fn release_deferred(&mut self, now: Instant) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut keep = Vec::new();
+        for mut d in std::mem::take(&mut self.deferred) {
+            let until = *d.until.get_or_insert(now + MEDIA_MAP_WAIT);
+            let acked = match self.sessions.get_mut(&d.key) {
+                Some(s) => match s.dc {
+                    Some(id) => guard(|| s.rtc.channel(id).map(|mut c| c.buffered_amount()))
+                        .ok()
+                        .flatten()
+                        .is_none_or(|n| n == 0),
+                    None => true,
+                },
+                None => true,
+            };
+            if acked || until <= now {
+                emit(&self.notices, &self.stats, d.notice);
+            } else {
+                keep.push(d);
+            }
+        }
+        self.deferred = keep;
     }
 
     /// The earliest time `handle_timeout` must run.
@@ -900,6 +943,17 @@ impl Media {
     fn send_sdp(&mut self, key: &SessionKey, kind: SdpKind, sdp: &str, path: Path) {
         let json = signaling::sdp_json(kind, sdp);
         match path {
+            // A server offer must reach the client after the MediaMap that precedes it on the
+            // data channel: it is held until the worker has sent this turn's datagrams.
+            Path::Ws if kind == SdpKind::Offer => self.deferred.push(Deferred {
+                key: key.clone(),
+                notice: Notice::Signal {
+                    key: key.clone(),
+                    msg_type: MessageType::Sdp,
+                    data: json,
+                },
+                until: None,
+            }),
             Path::Ws => self.notify(Notice::Signal {
                 key: key.clone(),
                 msg_type: MessageType::Sdp,

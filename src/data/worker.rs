@@ -590,5 +590,6 @@ impl Worker {
             }
         }
         self.out = out;
+        self.media.release_deferred(Instant::now());
     }
 }

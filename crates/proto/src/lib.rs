@@ -5,8 +5,11 @@
 //! |---|---|
 //! | [`api`] | the JSON bodies of the HTTP API's POST routes |
 //! | [`framing`] | RFC 4571 framing of ICE-TCP |
+//! | [`host`] | advertised host candidates: `ice_host_override`, STUN results, port override |
 //! | [`keyframe`] | token buckets: keyframe-request and estimate throttles |
+//! | [`rate`] | publisher-layer arrival-rate monitor |
 //! | [`signaling`] | JSON payloads of `rtc` messages: SDP, candidates, stream IDs |
+//! | [`simulcast`] | screen-share layer choice (`l`/`h`) per receiver |
 //! | [`stun`] | RFC 7983 demux and the STUN USERNAME peek for steering |
 //! | [`track`] | forwarded track IDs and track classification |
 //! | [`vad`] | voice activity detection |
@@ -22,10 +25,13 @@
 pub mod api;
 pub mod dc;
 pub mod framing;
+pub mod host;
 pub mod id;
 pub mod keyframe;
 mod msgpack;
+pub mod rate;
 pub mod signaling;
+pub mod simulcast;
 pub mod stun;
 pub mod track;
 pub mod turn;

@@ -1,8 +1,10 @@
 //! Deterministic mutation fuzzing of every decoder, run with the ordinary test suite (the
 //! cargo-fuzz targets in `fuzz/` do the same with coverage guidance). Seeds are golden frames;
 //! mutations are truncations, bit flips, byte substitutions with "interesting" msgpack
-//! markers, length-prefix blow-ups, splices and pure noise. Asserts: no panic, decoded sizes
-//! bounded by the input, and decode → encode → decode is a fixed point.
+//! markers (or JSON tokens), length-prefix blow-ups, splices and pure noise. Asserts: no
+//! panic, decoded sizes bounded by the input, and decode → encode → decode is a fixed point.
+//! The STUN peek, the RFC 4571 decoder and the signaling JSON parsers get the same treatment
+//! with their own properties (see `check_stun`, `check_rfc4571`, `check_signaling`).
 #![allow(clippy::unwrap_used)]
 
 use crate::dc::{decode_dc, encode_dc, inflate_sdp, DcInbound, DcMessage};
@@ -31,6 +33,13 @@ const INTERESTING: &[u8] = &[
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    mutate_with(rng, seeds, INTERESTING)
+}
+
+/// Bytes worth substituting into JSON.
+const JSON_INTERESTING: &[u8] = b"{}[]\":,\\/0123456789-+.eEtrufalsn \t\r\n\x00\x7f\xc3\xa9\xff";
+
+fn mutate_with(rng: &mut Rng, seeds: &[Vec<u8>], interesting: &[u8]) -> Vec<u8> {
     let mut b = seeds[rng.below(seeds.len())].clone();
     for _ in 0..=rng.below(4) {
         let len = b.len();
@@ -42,7 +51,7 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
             }
             2 if len > 0 => {
                 let i = rng.below(len);
-                b[i] = INTERESTING[rng.below(INTERESTING.len())];
+                b[i] = interesting[rng.below(interesting.len())];
             }
             3 if len > 0 => {
                 // Blow up a length prefix: a 32-bit container/str header with a huge count.
@@ -263,6 +272,218 @@ fn every_single_byte_substitution_of_the_golden_frames_is_handled() {
                 let mut b = seed.clone();
                 b[i] = m;
                 check_dc(&b);
+            }
+        }
+    }
+}
+
+/// The checks the cargo-fuzz `stun_peek` target also makes.
+fn check_stun(b: &[u8]) -> bool {
+    use crate::stun::{binding_request_local_ufrag, classify, PacketKind};
+    let kind = classify(b);
+    let Some(ufrag) = binding_request_local_ufrag(b) else {
+        return false;
+    };
+    assert_eq!(kind, PacketKind::Stun, "{}", hex(b));
+    assert!(!ufrag.is_empty() && ufrag.len() <= 513 && !ufrag.contains(':'));
+    // Borrowed from the datagram itself, inside the attributes.
+    let start = ufrag.as_ptr() as usize - b.as_ptr() as usize;
+    assert!(start >= 24 && start + ufrag.len() <= b.len());
+    true
+}
+
+fn stun_seeds() -> Vec<Vec<u8>> {
+    let request = |attrs: &[(u16, &[u8])]| {
+        let mut body = Vec::new();
+        for (t, v) in attrs {
+            body.extend_from_slice(&t.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut m = fixture("00 01");
+        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        m.extend_from_slice(&fixture("21 12 a4 42 b7 e7 a7 01 bc 34 d6 86 fa 87 df ae"));
+        m.extend_from_slice(&body);
+        m
+    };
+    vec![
+        request(&[
+            (0x0006, b"kqTnWzYhbFcXeRsA:8Kx+"),
+            (0xc057, &[0, 1, 0, 10]),
+            (0x802a, &[1; 8]),
+            (0x0025, &[]),
+            (0x0024, &[0x6e, 0x7f, 0x1e, 0xff]),
+            (0x0008, &[7; 20]),
+            (0x8028, &[9; 4]),
+        ]),
+        request(&[
+            (0x8022, b"STUN test client"),
+            (0x0024, &[0x6e, 0, 1, 0xff]),
+            (0x0006, b"evtj:h6vY"),
+            (0x0008, &[1; 20]),
+        ]),
+        request(&[(0x0006, b"a")]),
+        fixture("80 60 00 01 00 00 00 00 de ad be ef"),
+        fixture("16 fe fd 00 00 00 00 00 00 00 00"),
+    ]
+}
+
+#[test]
+fn stun_peek_survives_mutated_datagrams() {
+    let seeds = stun_seeds();
+    assert!(check_stun(&seeds[0]) && check_stun(&seeds[1]) && check_stun(&seeds[2]));
+    let mut rng = Rng(0x5eed_0004);
+    let accepted = (0..20_000)
+        .filter(|_| check_stun(&mutate(&mut rng, &seeds)))
+        .count();
+    assert!(accepted > 500, "only {accepted} mutated requests peeked");
+    for seed in &seeds {
+        for i in 0..seed.len() {
+            for m in [0x00, 0x01, 0x06, 0x3a, 0x80, 0xff] {
+                let mut b = seed.clone();
+                b[i] = m;
+                check_stun(&b);
+            }
+        }
+    }
+}
+
+/// Frames of `stream` read in one go, without limits: the reference for the decoder.
+fn rfc4571_reference(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while let Some((head, tail)) = rest.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*head));
+        let Some(frame) = tail.get(..len) else { break };
+        if len > 0 {
+            out.push(frame.to_vec());
+        }
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// The checks the cargo-fuzz `rfc4571` target also makes: `stream` pushed in the given
+/// chunks gives the reference frames, unless the buffer limit refused a push, in which case
+/// what came out before is a prefix of them.
+fn check_rfc4571(stream: &[u8], cuts: &[usize], max_buffer: usize) -> bool {
+    use crate::framing::Rfc4571Decoder;
+    let mut d = Rfc4571Decoder::new(max_buffer);
+    let mut got = Vec::new();
+    let mut at = 0;
+    let mut refused = false;
+    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
+        let cut = cut.clamp(at, stream.len());
+        if d.push(&stream[at..cut]).is_err() {
+            refused = true;
+            break;
+        }
+        at = cut;
+        while let Some(f) = d.next_frame() {
+            assert!(!f.is_empty() && f.len() <= usize::from(u16::MAX));
+            got.push(f);
+        }
+        assert!(d.buffered() <= max_buffer);
+    }
+    let want = rfc4571_reference(stream);
+    if refused {
+        assert!(want.starts_with(&got), "{}", hex(stream));
+    } else {
+        assert_eq!(got, want, "{}", hex(stream));
+    }
+    !refused && !got.is_empty()
+}
+
+#[test]
+fn rfc4571_decoder_matches_a_one_shot_reference_on_mutated_streams() {
+    let mut framed = Vec::new();
+    for p in [&b"\x00\x01 stun"[..], &[0x16; 40], b"", &[0x80; 300], b"x"] {
+        crate::framing::encode_frame(p, &mut framed).unwrap();
+    }
+    let seeds = vec![framed, fixture("00 00 00 00 00 02 ab cd ff ff 00")];
+    let mut rng = Rng(0x5eed_0005);
+    let mut accepted = 0;
+    for _ in 0..4000 {
+        let stream = mutate(&mut rng, &seeds);
+        let cuts: Vec<usize> = (0..rng.below(6))
+            .map(|_| rng.below(stream.len() + 1))
+            .collect();
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let max = [16, 64, 400, 1 << 17][rng.below(4)];
+        accepted += usize::from(check_rfc4571(&stream, &cuts, max));
+    }
+    assert!(accepted > 500, "only {accepted} mutated streams framed");
+}
+
+/// The checks the cargo-fuzz `signaling_json` target also makes: no panic, and whatever
+/// parses survives our own encoders.
+fn check_signaling(data: &[u8]) -> bool {
+    use crate::signaling::{
+        candidate_json, parse_candidate, parse_screen_on, parse_sdp, parse_video_on, sdp_json,
+    };
+    let mut ok = false;
+    if let Ok(m) = parse_sdp(data) {
+        assert!(m.sdp.len() <= data.len());
+        let back = parse_sdp(&sdp_json(m.kind, &m.sdp)).unwrap();
+        assert_eq!(back, m);
+        ok = true;
+    }
+    if let Ok(Some(c)) = parse_candidate(data) {
+        let out = candidate_json(
+            &c.candidate,
+            c.sdp_mid.as_deref().unwrap_or("0"),
+            c.sdp_mline_index.unwrap_or(0),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["type"], "candidate");
+        let line = v["candidate"]["candidate"].as_str().unwrap();
+        let sent = c.candidate.strip_prefix("a=").unwrap_or(&c.candidate);
+        assert!(line.starts_with("candidate:") && line.ends_with(sent));
+        ok = true;
+    }
+    for id in [parse_screen_on(data), parse_video_on(data)]
+        .into_iter()
+        .flatten()
+    {
+        assert!(!id.is_empty() && id.len() <= data.len());
+        ok = true;
+    }
+    ok
+}
+
+fn signaling_seeds() -> Vec<Vec<u8>> {
+    [
+        &br#"{"type":"offer","sdp":"v=0\r\no=- 4 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}"#[..],
+        br#"{"type":"answer","sdp":"v=0\r\n\u003c\u00e9\ud83d\ude00"}"#,
+        br#"{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host generation 0","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"x+Yz"}"#,
+        br#"{"candidate":"","sdpMid":null,"sdpMLineIndex":null}"#,
+        br#"{"screenStreamID":"{a1b2c3d4-0000-4000-8000-000000000000}"}"#,
+        br#"{"videoStreamID":"cam"}"#,
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect()
+}
+
+#[test]
+fn signaling_parsers_survive_mutated_json() {
+    let seeds = signaling_seeds();
+    for s in &seeds[..3] {
+        assert!(check_signaling(s));
+    }
+    let mut rng = Rng(0x5eed_0006);
+    let accepted = (0..8000)
+        .filter(|_| check_signaling(&mutate_with(&mut rng, &seeds, JSON_INTERESTING)))
+        .count();
+    assert!(accepted > 150, "only {accepted} mutated payloads parsed");
+    for seed in &seeds {
+        for i in 0..seed.len() {
+            for &m in JSON_INTERESTING {
+                let mut b = seed.clone();
+                b[i] = m;
+                check_signaling(&b);
             }
         }
     }

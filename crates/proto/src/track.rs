@@ -36,7 +36,8 @@ pub fn track_id(kind: TrackKind, publisher_session: &str, rand8: &str) -> String
     format!("{}_{}_{}", kind.as_str(), publisher_session, rand8)
 }
 
-/// The kind and publisher session of a track ID (exactly three `_`-separated fields).
+/// The kind and publisher session of a track ID (exactly three `_`-separated fields, a
+/// known kind, as upstream's `isValidTrackID`; additionally the session must be non-empty).
 pub fn parse_track_id(id: &str) -> Option<(TrackKind, &str)> {
     let mut it = id.split('_');
     let kind = TrackKind::parse(it.next()?)?;
@@ -48,7 +49,10 @@ pub fn parse_track_id(id: &str) -> Option<(TrackKind, &str)> {
     Some((kind, session))
 }
 
-/// Eight characters for a track ID suffix, from 8 random bytes (Mattermost ID alphabet).
+/// Eight characters for a track ID suffix, from 8 random bytes. rtcd takes the first 8
+/// characters of a new Mattermost ID (`random.NewID()[0:8]`): base32 of random bytes in
+/// the alphabet `ybndrfg8ejkmcpqxot1uwisza345h769`, 5 random bits per character, which
+/// is what this gives (the low 5 bits of each byte).
 pub fn random_suffix(random: [u8; 8]) -> String {
     random
         .iter()
@@ -110,11 +114,38 @@ mod tests {
         }
     }
 
+    /// Upstream utils_test.go `TestIsValidTrackID`.
+    #[test]
+    fn track_id_validity_matches_upstream_table() {
+        for (id, valid) in [
+            ("", false),
+            ("screen_id", false),
+            ("screen_id_id_id", false),
+            ("ai_id_id", false),
+            ("screen_id_id", true),
+            ("voice_id_id", true),
+            ("video_id_id", true),
+            ("screen-audio_id_id", true),
+        ] {
+            assert_eq!(parse_track_id(id).is_some(), valid, "{id:?}");
+        }
+        assert_eq!(
+            parse_track_id("screen-audio_sess_rand1234"),
+            Some((TrackKind::ScreenAudio, "sess"))
+        );
+    }
+
     #[test]
     fn random_suffix_is_eight_id_chars() {
         let s = random_suffix([0, 1, 2, 255, 31, 32, 100, 200]);
         assert_eq!(s.len(), 8);
         assert!(s.bytes().all(|c| crate::id::ID_ALPHABET.contains(&c)));
+        assert_eq!(random_suffix([0, 1, 2, 3, 4, 5, 6, 31]), "ybndrfg9");
+        assert_eq!(
+            random_suffix([32; 8]),
+            "yyyyyyyy",
+            "only the low 5 bits count"
+        );
     }
 
     #[test]

@@ -1,0 +1,65 @@
+// Simulcast screen share + camera video + a late joiner: alice shares her screen with RTCPeer's
+// simulcast encodings (l: 5 fps, h: 20 fps), bob turns his camera on (VideoOn {videoStreamID}
+// before the offer), then carol joins the running call and must get alice's voice and screen
+// (low layer for new joiners) and bob's video when her data channel opens.
+import {test, before, after} from 'node:test';
+import assert from 'node:assert/strict';
+import {Env, newID, guarded, expectFlowing, waitFor, sleep, counter} from '../lib/harness.mjs';
+import {RTC} from '../lib/relay.mjs';
+
+const env = new Env('video');
+before(() => env.setup());
+after(() => env.teardown({failed: env.failed}));
+
+test('simulcast screen, camera video and a late joiner', {timeout: 180000}, () => guarded(env, async () => {
+    const callID = newID();
+    const alice = await env.user('alice', {callID});
+    const bob = await env.user('bob', {callID});
+    await alice.start({unmuted: true, simulcast: true});
+    await bob.start({unmuted: true});
+    await alice.waitConnected();
+    await bob.waitConnected();
+    await alice.shareScreen({width: 1280, height: 720, frameRate: 20});
+    const cam = await bob.startVideo({width: 320, height: 240, frameRate: 15});
+    const p = env.plugin;
+    const vOn = p.messages.find((m) => m.dir === 'out' && m.sessionID === bob.sessionID && m.rtcType === RTC.VIDEO_ON);
+    assert.deepEqual(vOn && vOn.data, {videoStreamID: cam.streamID}, 'VideoOn payload');
+
+    // alice's sender really is simulcast (two rids).
+    const rids = await waitFor(async () => {
+        const out = (await alice.stats()).outbound.filter((o) => o.kind === 'video' && o.packetsSent > 0).map((o) => o.rid).sort();
+        return out.length >= 2 ? out : null;
+    }, {what: 'alice sending two simulcast layers', describe: async () => JSON.stringify((await alice.stats()).outbound)});
+    assert.deepEqual(rids, ['h', 'l']);
+
+    await expectFlowing(bob, [['screen', alice.sessionID]], {field: 'framesDecoded', minDelta: 5, windowMs: 3000});
+    await expectFlowing(alice, [['video', bob.sessionID]], {field: 'framesDecoded', minDelta: 10, windowMs: 2000});
+
+    const carol = await env.user('carol', {callID});
+    await carol.start({unmuted: false});
+    await carol.waitConnected();
+    await expectFlowing(carol, [['voice', alice.sessionID], ['voice', bob.sessionID]], {minDelta: 30});
+    await expectFlowing(carol, [['video', bob.sessionID]], {field: 'framesDecoded', minDelta: 10, windowMs: 2000});
+    const sc = await expectFlowing(carol, [['screen', alice.sessionID]], {field: 'framesDecoded', minDelta: 5, windowMs: 3000});
+    // New joiners start on the low layer (5 fps); the high layer runs at up to 20 fps.
+    const f0 = counter(sc, 'screen', alice.sessionID, 'framesDecoded');
+    await sleep(4000);
+    const f1 = counter(await carol.stats(), 'screen', alice.sessionID, 'framesDecoded');
+    const fps = (f1 - f0) / 4;
+    console.log(`carol decodes alice's screen at ${fps} fps`);
+    assert.ok(fps > 1 && fps <= 8, `carol gets the low (5 fps) layer, measured ${fps} fps`);
+
+    const snap = await carol.snapshot();
+    for (const [type, pub] of [['voice', alice], ['voice', bob], ['screen', alice], ['video', bob]]) {
+        const t = snap.tracks.find((tr) => tr.id.startsWith(`${type}_${pub.sessionID}_`));
+        assert.ok(t, `carol has ${type} of ${pub.name}: ${JSON.stringify(snap.tracks)}`);
+        assert.deepEqual(t.streams, [pub.sessionID], `stream id of ${type} of ${pub.name}`);
+        if (t.kind === 'video') {
+            assert.ok(snap.mediaMaps.some((m) => m.map[t.mid] && m.map[t.mid].type === type), `MediaMap for ${type} (mid ${t.mid}): ${JSON.stringify(snap.mediaMaps)}`);
+        }
+    }
+    assert.ok(!snap.tracks.some((t) => t.id.includes(carol.sessionID)), 'carol gets none of her own tracks');
+    for (const u of [alice, bob, carol]) {
+        assert.deepEqual((await u.snapshot()).errors, [], `${u.name}: RTCPeer errors`);
+    }
+}));
