@@ -51,7 +51,10 @@ fi
 mkdir -p e2e/logs
 echo "e2e: daemon $RTCD_BIN"
 e2e/lib/netns.sh --timeout 1500 env RTCD_BIN="$RTCD_BIN" \
-  node --test --test-concurrency=1 --test-timeout=240000 --test-reporter=spec "${tests[@]}"
+  node --test --test-concurrency=1 --test-timeout=240000 --test-reporter=spec "${tests[@]}" &
+runner=$!
+trap 'kill -TERM $runner 2>/dev/null; wait $runner; echo "e2e: interrupted" >&2; exit 130' INT TERM
+wait $runner
 status=$?
 if [ $status -eq 0 ]; then
   echo "e2e: passed"

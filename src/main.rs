@@ -96,9 +96,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         n => n,
     };
     let (notice_tx, notice_rx) = notice_queue();
-    let public = discover_public_ips(&cfg);
-    let plan = net::plan(&cfg.rtc, &|ip| (public.get(&ip).copied().unwrap_or(ip), 0))
-        .map_err(|e| format!("rtc: {e}"))?;
+    let advertised = net::host_candidates(&cfg)?;
+    let plan = net::plan(&cfg.rtc, &|ip| {
+        advertised
+            .iter()
+            .find(|c| c.local == ip)
+            .map_or((ip, 0), |c| (c.advertised, c.port_override.unwrap_or(0)))
+    })
+    .map_err(|e| format!("rtc: {e}"))?;
     tracing::info!(udp = ?plan.udp, tcp = ?plan.tcp, "rtc sockets planned");
     let pool = Arc::new(
         WorkerPool::start(
@@ -137,33 +142,6 @@ async fn run(cfg: Config) -> Result<(), String> {
     drop(pool);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// STUN discovery of public addresses (spec §6.3): only when no host override is set and a
-/// STUN server is configured; sequential per local UDP address, 5 s each at most.
-fn discover_public_ips(
-    cfg: &Config,
-) -> std::collections::HashMap<std::net::IpAddr, std::net::IpAddr> {
-    let mut out = std::collections::HashMap::new();
-    if !cfg.rtc.ice_host_override.trim().is_empty() {
-        return out;
-    }
-    let Some(target) = cfg.rtc.first_stun_url().and_then(net::stun_target) else {
-        return out;
-    };
-    let Ok(ips) = net::local_ips(&cfg.rtc, &cfg.rtc.ice_address_udp) else {
-        return out;
-    };
-    for ip in ips {
-        match net::stun_discover(ip, cfg.rtc.ice_port_udp, target, Duration::from_secs(5)) {
-            Some(public) => {
-                tracing::info!(local = %ip, %public, "public address discovered");
-                out.insert(ip, public);
-            }
-            None => tracing::warn!(local = %ip, server = target, "STUN discovery got no answer"),
-        }
-    }
-    out
 }
 
 async fn wait_for_signal() {

@@ -40,4 +40,9 @@ trap 'exit 130' INT TERM
 ip netns add "$ns" || { echo "netns: ip netns add $ns failed" >&2; exit 2; }
 ip -n "$ns" link set lo up || { echo "netns: could not bring lo up in $ns" >&2; exit 2; }
 echo "netns: $ns (loopback only)" >&2
-timeout --kill-after=10 "$limit" ip netns exec "$ns" env E2E_NETNS="$ns" "$@"
+# In the background + wait, so a TERM/INT to this script is handled at once (bash defers traps
+# while a foreground child runs): the command gets TERM, then cleanup stops the rest by PID.
+timeout --kill-after=10 "$limit" ip netns exec "$ns" env E2E_NETNS="$ns" "$@" &
+cmd=$!
+trap 'kill -TERM $cmd 2>/dev/null; wait $cmd; exit 130' INT TERM
+wait $cmd

@@ -232,9 +232,131 @@ pub fn stun_target(url: &str) -> Option<&str> {
     rest.rsplit_once(':').map(|_| rest)
 }
 
+/// What every local IP advertises (spec §6.3–6.4): `ice_host_override` in its three forms,
+/// else STUN-discovered public IPs, and `ice_host_port_override` on external addresses.
+/// Deviation: a hostname override is resolved once at start-up (upstream: at every join).
+pub fn host_candidates(
+    cfg: &crate::config::Config,
+) -> Result<Vec<rtcd_proto::host::HostCandidate>, String> {
+    use rtcd_proto::host::{self, HostOverride, HostOverrideSpec};
+    let spec = host::parse_host_override(&cfg.rtc.ice_host_override)
+        .map_err(|e| format!("rtc.ice_host_override: {e}"))?;
+    let ov = match spec {
+        HostOverrideSpec::None => HostOverride::None,
+        HostOverrideSpec::Mapping(m) => HostOverride::Mapping(m),
+        HostOverrideSpec::IpOrHostname(name) => match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => HostOverride::Ip(ip),
+            Err(_) => {
+                use std::net::ToSocketAddrs;
+                let ip = (name.as_str(), 0)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("rtc.ice_host_override = {name:?}: cannot resolve: {e}"))?
+                    .map(|a| a.ip())
+                    .find(|ip| ip.is_ipv4() || cfg.rtc.enable_ipv6)
+                    .ok_or_else(|| {
+                        format!("rtc.ice_host_override = {name:?}: no usable address")
+                    })?;
+                HostOverride::Ip(ip)
+            }
+        },
+    };
+    let public: Vec<(std::net::IpAddr, std::net::IpAddr)> =
+        discover_public_ips(cfg).into_iter().collect();
+    let mut ips = local_ips(&cfg.rtc, &cfg.rtc.ice_address_udp).map_err(|e| format!("rtc: {e}"))?;
+    for ip in local_ips(&cfg.rtc, &cfg.rtc.ice_address_tcp).map_err(|e| format!("rtc: {e}"))? {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    let all = local_ips(&cfg.rtc, "").map_err(|e| format!("rtc: {e}"))?;
+    let port = cfg.rtc.ice_host_port_override.resolve(&all);
+    let out = host::host_candidates(&ips, &ov, &public, port);
+    for c in &out {
+        if c.advertised != c.local || c.port_override.is_some() {
+            tracing::info!(local = %c.local, advertised = %c.advertised, port = ?c.port_override, "host candidate rewritten");
+        }
+    }
+    Ok(out)
+}
+
+/// STUN discovery of public addresses (spec §6.3): only when no host override is set and a
+/// STUN server is configured; sequential per local UDP address, 5 s each at most.
+fn discover_public_ips(
+    cfg: &crate::config::Config,
+) -> std::collections::HashMap<std::net::IpAddr, std::net::IpAddr> {
+    let mut out = std::collections::HashMap::new();
+    if !cfg.rtc.ice_host_override.trim().is_empty() {
+        return out;
+    }
+    let Some(target) = cfg.rtc.first_stun_url().and_then(stun_target) else {
+        return out;
+    };
+    let Ok(ips) = local_ips(&cfg.rtc, &cfg.rtc.ice_address_udp) else {
+        return out;
+    };
+    for ip in ips {
+        match stun_discover(
+            ip,
+            cfg.rtc.ice_port_udp,
+            target,
+            std::time::Duration::from_secs(5),
+        ) {
+            Some(public) => {
+                tracing::info!(local = %ip, %public, "public address discovered");
+                out.insert(ip, public);
+            }
+            None => tracing::warn!(local = %ip, server = target, "STUN discovery got no answer"),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(override_: &str, port_override: &str) -> crate::config::Config {
+        let mut c = crate::config::Config::default();
+        c.rtc.ice_address_udp = "127.0.0.1".into();
+        c.rtc.ice_address_tcp = "127.0.0.1".into();
+        c.rtc.ice_host_override = override_.into();
+        if !port_override.is_empty() {
+            c.rtc.ice_host_port_override =
+                crate::config::HostPortOverride::parse(port_override).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn host_override_forms_rewrite_the_advertised_address_and_port() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let c = host_candidates(&cfg("", "")).unwrap();
+        assert_eq!(
+            (c[0].local, c[0].advertised, c[0].port_override),
+            (lo, lo, None)
+        );
+        let c = host_candidates(&cfg("203.0.113.9", "30000")).unwrap();
+        assert_eq!(c[0].advertised, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(c[0].port_override, Some(30000));
+        let c = host_candidates(&cfg("198.51.100.1/127.0.0.1", "")).unwrap();
+        assert_eq!(c[0].advertised, "198.51.100.1".parse::<IpAddr>().unwrap());
+        let c = host_candidates(&cfg("localhost", "")).unwrap();
+        assert!(c[0].advertised.is_loopback());
+        let p = plan(&cfg("203.0.113.9", "30000").rtc, &|ip| {
+            c.iter()
+                .find(|h| h.local == ip)
+                .map_or((ip, 0), |_| ("203.0.113.9".parse().unwrap(), 30000))
+        })
+        .unwrap();
+        assert_eq!(
+            p.candidates.udp[0],
+            "203.0.113.9:30000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            p.udp[0].local,
+            "127.0.0.1:8443".parse::<SocketAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn stun_urls_need_a_port() {
