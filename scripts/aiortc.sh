@@ -28,9 +28,9 @@ fi
 
 # 2. The daemon.
 if [ -z "${RTCD_BIN:-}" ]; then
-  if [ ! -x target/debug/rtcd ]; then
-    cargo build --bin rtcd || die "cargo build failed"
-  fi
+  # Always (re)build: a stale binary would test old code; a no-op build takes a second.
+  cargo build --bin rtcd || die "cargo build failed"
+
   export RTCD_BIN=$repo/target/debug/rtcd
 fi
 [ -x "$RTCD_BIN" ] || die "no daemon binary at $RTCD_BIN"

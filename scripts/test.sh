@@ -1,36 +1,75 @@
 #!/usr/bin/env bash
-# Runs the whole test suite and prints one summary line: "tests: N passed, N failed".
-# Usage: scripts/test.sh   (installs missing test dependencies first when run as root)
+# Runs the whole test suite and prints one summary line: "tests: N passed, N failed, N skipped".
+#   1. Rust: unit and integration tests (cargo nextest, or cargo test), incl. str0m clients
+#   2. aiortc: protocol-level tests with a third-party WebRTC stack (scripts/aiortc.sh)
+#   3. Chromium running Mattermost's RTCPeer in a loopback-only netns (scripts/e2e.sh)
+# Usage: scripts/test.sh   (installs missing test dependencies first when run as root;
+#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e" picks suites)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+suites=${RTCD_TEST_SUITES:-"rust aiortc e2e"}
+want() { case " $suites " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 if [ "${RTCD_SKIP_DEPS:-0}" != 1 ]; then
-  scripts/deps.sh || exit 1
+  args=()
+  want aiortc && args+=(--aiortc)
+  want e2e && args+=(--e2e)
+  scripts/deps.sh "${args[@]}" || exit 1
 fi
+
+passed=0 failed=0 skipped=0 status=0
+add() { passed=$((passed + ${1:-0})); failed=$((failed + ${2:-0})); skipped=$((skipped + ${3:-0})); }
+num() { sed -nE "s/.*[^0-9]([0-9]+) $1.*/\1/p" <<<"$2" | tail -n 1; }
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-status=0
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --failure-output final 2>&1 | tee "$log" || status=$?
-  summary=$(grep -E '^\s*Summary \[' "$log" | tail -n 1)
-  passed=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
-  failed=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
-  skipped=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$summary")
-  # Doc tests are not run by nextest.
-  cargo test --workspace --doc 2>&1 | tee -a "$log" >/dev/null || status=1
-else
-  cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
-  passed=$(grep -E '^test result:' "$log" | sed -nE 's/.* ([0-9]+) passed.*/\1/p' | awk '{s+=$1} END {print s+0}')
-  failed=$(grep -E '^test result:' "$log" | sed -nE 's/.* ([0-9]+) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
-  skipped=0
+
+if want rust; then
+  echo "== rust"
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast --failure-output final 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    summary=$(grep -E '^\s*Summary \[' "$log" | tail -n 1)
+    p=$(num passed "$summary"); f=$(num failed "$summary"); s=$(num skipped "$summary")
+    # Doc tests are not run by nextest.
+    cargo test --workspace --doc >>"$log" 2>&1 || rc=1
+  else
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -E '^test result:' "$log" | sed -nE 's/.* ([0-9]+) passed.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    f=$(grep -E '^test result:' "$log" | sed -nE 's/.* ([0-9]+) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    s=0
+  fi
+  [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "${f:-0}" "${s:-0}"
 fi
-passed=${passed:-0}
-failed=${failed:-0}
-skipped=${skipped:-0}
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1 # the runner failed before reporting (e.g. a build error)
+
+if want aiortc; then
+  echo "== aiortc"
+  scripts/aiortc.sh -q 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -n 1)
+  p=$(num passed "$line"); f=$(num failed "$line"); e=$(num error "$line"); s=$(num skipped "$line")
+  f=$(( ${f:-0} + ${e:-0} ))
+  [ "$rc" -ne 0 ] && [ "$f" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "$f" "${s:-0}"
 fi
+
+if want e2e && [ -x scripts/e2e.sh ]; then
+  echo "== e2e (chromium)"
+  scripts/e2e.sh 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -n 1)
+  f=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -n 1)
+  s=$(sed -nE 's/^# skipped ([0-9]+)/\1/p' "$log" | tail -n 1)
+  [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "${f:-0}" "${s:-0}"
+fi
+
 echo
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -71,3 +71,42 @@ test('a screen share is decoded by the others, and stops after ScreenOff', {time
     // Voice keeps flowing.
     await expectFlowing(carol, [['voice', alice.sessionID], ['voice', bob.sessionID]], {minDelta: 20});
 }));
+
+test('one sharer per call: a second ScreenOn is refused, handover works after ScreenOff', {timeout: 150000}, () => guarded(env, async () => {
+    const callID = newID();
+    const [dora, erin, finn] = [await env.user('dora', {callID}), await env.user('erin', {callID}), await env.user('finn', {callID})];
+    for (const u of [dora, erin, finn]) {
+        await u.start({unmuted: false});
+    }
+    for (const u of [dora, erin, finn]) {
+        await u.waitConnected();
+    }
+    await dora.shareScreen({width: 320, height: 240});
+    await expectFlowing(finn, [['screen', dora.sessionID]], {field: 'framesDecoded', minDelta: 5});
+
+    // erin tries to share while dora is sharing: rtcd keeps dora as the sharer and rejects
+    // erin's video (its stream id is neither the call's screen stream nor a VideoOn stream).
+    await erin.shareScreen({width: 320, height: 240});
+    await sleep(4000);
+    for (const v of [dora, finn]) {
+        const snap = await v.snapshot();
+        assert.ok(!snap.tracks.some((t) => t.id.includes(erin.sessionID) && t.kind === 'video'), `${v.name}: got a video track from the second sharer: ${JSON.stringify(snap.tracks)}`);
+    }
+    await expectFlowing(finn, [['screen', dora.sessionID]], {field: 'framesDecoded', minDelta: 5});
+    await erin.stopScreen(); // ScreenOff from a non-sharer: ignored by rtcd
+    await expectFlowing(finn, [['screen', dora.sessionID]], {field: 'framesDecoded', minDelta: 5});
+
+    // Handover: dora stops, erin shares again.
+    await dora.stopScreen();
+    await waitFor(async () => {
+        const t = (await finn.snapshot()).tracks.find((tr) => tr.id.startsWith(`screen_${dora.sessionID}_`));
+        return t && (t.ended || t.muted);
+    }, {what: 'finn: dora\'s screen removed'});
+    await erin.shareScreen({width: 320, height: 240});
+    for (const v of [dora, finn]) {
+        await expectFlowing(v, [['screen', erin.sessionID]], {field: 'framesDecoded', minDelta: 5});
+    }
+    for (const u of [dora, erin, finn]) {
+        assert.deepEqual((await u.snapshot()).errors, [], `${u.name}: RTCPeer errors`);
+    }
+}));
