@@ -10,6 +10,9 @@ const LIMIT: usize = 64 * 1024;
 fuzz_target!(|data: &[u8]| {
     if let Ok(out) = inflate_sdp(data, LIMIT) {
         assert!(out.len() <= LIMIT);
-        assert_eq!(inflate_sdp(&compress_sdp(&out), LIMIT).as_deref(), Ok(&out[..]));
+        assert_eq!(
+            inflate_sdp(&compress_sdp(&out), LIMIT).as_deref(),
+            Ok(&out[..])
+        );
     }
 });

@@ -281,6 +281,22 @@ mod tests {
     }
 
     #[test]
+    fn loneness_counts_every_local_ip_not_only_those_of_the_overrides_family() {
+        // Upstream tests `len(localIPs) == 1`: with an IPv6 address beside it, the only IPv4
+        // address is loopback and stays itself.
+        let locals = ips(&["127.0.0.1", "2001:db8::1"]);
+        assert_eq!(
+            pairs(&host_candidates(&locals, &spec("1.2.3.4"), &[], None)),
+            ["127.0.0.1/127.0.0.1", "2001:db8::1/2001:db8::1"]
+        );
+        let locals = ips(&["10.0.0.5", "2001:db8::1"]);
+        assert_eq!(
+            pairs(&host_candidates(&locals, &spec("1.2.3.4"), &[], None)),
+            ["1.2.3.4/10.0.0.5", "2001:db8::1/2001:db8::1"]
+        );
+    }
+
+    #[test]
     fn several_local_ips_map_by_family_and_loopback_stays_itself() {
         let locals = ips(&["127.0.0.1", "10.0.0.5", "192.168.1.9", "2001:db8::1", "::1"]);
         assert_eq!(

@@ -3,8 +3,9 @@
 //! mutations are truncations, bit flips, byte substitutions with "interesting" msgpack
 //! markers (or JSON tokens), length-prefix blow-ups, splices and pure noise. Asserts: no
 //! panic, decoded sizes bounded by the input, and decode → encode → decode is a fixed point.
-//! The STUN peek, the RFC 4571 decoder and the signaling JSON parsers get the same treatment
-//! with their own properties (see `check_stun`, `check_rfc4571`, `check_signaling`).
+//! The STUN peek, the RFC 4571 decoder, the signaling JSON parsers and the `ice_host_override`
+//! parser get the same treatment with their own properties (see `check_stun`,
+//! `check_rfc4571`, `check_signaling`, `check_host_override`).
 #![allow(clippy::unwrap_used)]
 
 use crate::dc::{decode_dc, encode_dc, inflate_sdp, DcInbound, DcMessage};
@@ -364,7 +365,7 @@ fn rfc4571_reference(stream: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The checks the cargo-fuzz `rfc4571` target also makes: `stream` pushed in the given
+/// The checks the cargo-fuzz `tcp_framing` target also makes: `stream` pushed in the given
 /// chunks gives the reference frames, unless the buffer limit refused a push, in which case
 /// what came out before is a prefix of them.
 fn check_rfc4571(stream: &[u8], cuts: &[usize], max_buffer: usize) -> bool {
@@ -487,4 +488,107 @@ fn signaling_parsers_survive_mutated_json() {
             }
         }
     }
+}
+
+/// The checks the cargo-fuzz `host_override` target also makes. Returns whether the value
+/// parsed to an override the candidates were computed with.
+fn check_host_override(data: &[u8]) -> bool {
+    use crate::host::{
+        external_addresses, host_candidates, parse_host_override, HostOverride, HostOverrideSpec,
+    };
+    use std::net::IpAddr;
+    let text = String::from_utf8_lossy(data);
+    let spec = match parse_host_override(&text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            // The entry is quoted cut to 64 characters, ≤ 10 bytes each once Debug-escaped.
+            assert!(e.to_string().len() <= 800, "{e}");
+            return false;
+        }
+    };
+    let host_override = match spec {
+        HostOverrideSpec::None => {
+            assert!(text.trim().is_empty());
+            HostOverride::None
+        }
+        HostOverrideSpec::IpOrHostname(h) => {
+            assert!(!h.is_empty() && h == text.trim() && !h.contains('/'));
+            match h.parse::<IpAddr>() {
+                Ok(ip) => HostOverride::Ip(ip),
+                Err(_) => return false,
+            }
+        }
+        HostOverrideSpec::Mapping(pairs) => {
+            assert_eq!(pairs.len(), text.matches(',').count() + 1, "{text:?}");
+            for (i, (ext, int)) in pairs.iter().enumerate() {
+                assert_eq!(ext.is_ipv4(), int.is_ipv4());
+                assert!(pairs[..i].iter().all(|(_, other)| other != int));
+            }
+            let rendered: Vec<String> = pairs.iter().map(|(e, i)| format!("{e}/{i}")).collect();
+            assert_eq!(
+                parse_host_override(&rendered.join(",")),
+                Ok(HostOverrideSpec::Mapping(pairs.clone()))
+            );
+            HostOverride::Mapping(pairs)
+        }
+    };
+    let locals: Vec<IpAddr> = ["127.0.0.1", "10.0.0.5", "192.168.1.9", "2001:db8::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let stun = [(locals[1], locals[2])];
+    let external = external_addresses(&host_override, &stun);
+    for n in 1..=locals.len() {
+        let got = host_candidates(&locals[..n], &host_override, &stun, Some(8443));
+        assert_eq!(got.len(), n);
+        for (c, local) in got.iter().zip(&locals) {
+            assert_eq!(c.local, *local);
+            assert_eq!(c.advertised.is_ipv4(), local.is_ipv4());
+            assert_eq!(c.port_override.is_some(), external.contains(&c.advertised));
+        }
+    }
+    true
+}
+
+/// Bytes worth substituting into an `ice_host_override` value.
+const HOST_INTERESTING: &[u8] = b"/,.: \t0123456789abcdefx[]%\x00\xc3\xa9\xff";
+
+fn host_override_seeds() -> Vec<Vec<u8>> {
+    [
+        &b"1.1.1.1/10.0.0.5, 2001:db8::ff/2001:db8::1"[..],
+        b"203.0.113.7/10.0.0.5,127.0.0.1/127.0.0.1,8.8.8.8/192.168.1.9",
+        b" 203.0.113.7 ",
+        b"2001:db8::ff",
+        b"rtc.example.com",
+        b"::ffff:1.2.3.4/::ffff:10.0.0.5",
+        b"",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect()
+}
+
+#[test]
+fn host_override_parser_survives_mutated_settings() {
+    let seeds = host_override_seeds();
+    for s in &seeds[..4] {
+        assert!(check_host_override(s), "{:?}", String::from_utf8_lossy(s));
+    }
+    let mut rng = Rng(0x5eed_0007);
+    let accepted = (0..8000)
+        .filter(|_| check_host_override(&mutate_with(&mut rng, &seeds, HOST_INTERESTING)))
+        .count();
+    assert!(accepted > 250, "only {accepted} mutated settings parsed");
+    for seed in &seeds {
+        for i in 0..seed.len() {
+            for &m in HOST_INTERESTING {
+                let mut b = seed.clone();
+                b[i] = m;
+                check_host_override(&b);
+            }
+        }
+    }
+    // Over the length limit: refused before any parsing.
+    let long = "1.1.1.1/10.0.0.5,".repeat(crate::host::MAX_HOST_OVERRIDE_LEN / 17 + 1);
+    assert!(!check_host_override(long.as_bytes()));
 }

@@ -342,6 +342,23 @@ mod tests {
     }
 
     #[test]
+    fn estimates_without_a_screen_track_still_spend_the_rate_limit() {
+        // Upstream's limiter sits in the estimator callback, before it looks for a screen.
+        let t0 = Instant::now();
+        let mut c = LayerController::new();
+        for _ in 0..4 {
+            assert_eq!(c.on_estimate(t0, 3_000_000, None, None, None, both), None);
+        }
+        let low = Some(Layer::Low);
+        assert_eq!(c.on_estimate(t0, 3_000_000, None, None, low, both), None);
+        assert_eq!(
+            c.on_estimate(t0 + SEC, 3_000_000, None, None, low, both),
+            Some(Layer::High),
+            "no backoff before the first switch"
+        );
+    }
+
+    #[test]
     fn backoff_starts_at_ten_seconds_and_grows_by_half_after_each_switch() {
         let t0 = Instant::now();
         let mut c = LayerController::new();
