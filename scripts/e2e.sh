@@ -9,7 +9,9 @@
 #                          debug compiles faster and also passes)
 #        E2E_DUMP=1        write diagnostics for passing tests too (e2e/logs/)
 # Needs root (ip netns, nft) and `scripts/deps.sh --e2e` (chromium, nftables, npm packages).
-# Exit status: node's test runner's (non-zero when any test fails), 2 on setup errors.
+# Output: node's spec reporter, then TAP totals ("# pass N", "# fail N", ...; the full TAP
+# stream is in e2e/logs/results.tap). Exit status: node's test runner's (non-zero when any
+# test fails), 2 on setup errors, 124 on the 25-minute overall timeout, 130 when interrupted.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -50,12 +52,18 @@ else
 fi
 mkdir -p e2e/logs
 echo "e2e: daemon $RTCD_BIN"
+tap=e2e/logs/results.tap
+rm -f "$tap"
 e2e/lib/netns.sh --timeout 1500 env RTCD_BIN="$RTCD_BIN" \
-  node --test --test-concurrency=1 --test-timeout=240000 --test-reporter=spec "${tests[@]}" &
+  node --test --test-concurrency=1 --test-timeout=240000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" "${tests[@]}" &
 runner=$!
 trap 'kill -TERM $runner 2>/dev/null; wait $runner; echo "e2e: interrupted" >&2; exit 130' INT TERM
 wait $runner
 status=$?
+# Machine-readable totals (scripts/test.sh reads "# pass N" / "# fail N" / "# skipped N").
+[ -f "$tap" ] && grep -E '^# (tests|pass|fail|cancelled|skipped|todo|duration_ms) ' "$tap"
 if [ $status -eq 0 ]; then
   echo "e2e: passed"
 else

@@ -60,7 +60,7 @@ fi
 
 if want e2e && [ -x scripts/e2e.sh ]; then
   echo "== e2e (chromium)"
-  scripts/e2e.sh 2>&1 | tee "$log"
+  E2E_PROFILE=${E2E_PROFILE:-debug} scripts/e2e.sh 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -n 1)
   f=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -n 1)

@@ -9,8 +9,8 @@
 //                  ('signal' carries rtcd's rtc payload verbatim, fed to RTCPeer.signal()).
 // window.e2e exposes the hooks the Node tests drive through Playwright.
 import {RTCPeer} from '@mattermost/calls-common';
-import {deflate} from 'pako';
-import {decodeMulti} from '@msgpack/msgpack';
+import {deflate, inflate} from 'pako';
+import {decodeMulti, encode} from '@msgpack/msgpack';
 
 const state = {
     sessionID: null,
@@ -27,6 +27,9 @@ const state = {
     remoteCandidates: [],
     dc: {pongs: 0, binary: 0, binaryTypes: {}},
     mediaMaps: [], // DC MediaMap messages from rtcd: {at, map}
+    dcSignaling: new URLSearchParams(location.search).get('dcs') === 'true',
+    dcSDP: {offersIn: 0, answersOut: 0, other: 0}, // SDP over the data channel (dcSignaling)
+    delayedAnswers: 0,
     connStates: [],
     left: false,
 };
@@ -40,6 +43,8 @@ let voiceTrackReplaced = false;
 let screen = null; // {stream, track}
 let video = null;
 let lastStats = null;
+let dcOffersPending = 0;
+const answerDelay = {ms: 0, count: 0};
 const extraTracks = [];
 
 function log(level, ...args) {
@@ -152,6 +157,28 @@ async function start(opts = {}) {
     });
     peer.on('answer', (desc) => {
         state.answersSent++;
+        if (dcOffersPending > 0) {
+            // Like newer calls-common (dc_msg): answer a DC offer over the DC, zlib-compressed.
+            dcOffersPending--;
+            state.dcSDP.answersOut++;
+            log('info', `sending answer #${state.answersSent} over the data channel`);
+            const z = deflate(JSON.stringify({type: desc.type, sdp: desc.sdp}));
+            const a = encode(3);
+            const b = encode(z);
+            const msg = new Uint8Array(a.length + b.length);
+            msg.set(a, 0);
+            msg.set(b, a.length);
+            peer.dc.send(msg);
+            return;
+        }
+        if (answerDelay.count > 0) {
+            // Test hook: a slow client (e.g. a starved tab) answering rtcd's offer late.
+            answerDelay.count--;
+            state.delayedAnswers++;
+            log('info', `delaying answer #${state.answersSent} by ${answerDelay.ms} ms`);
+            setTimeout(() => sendSDP(desc), answerDelay.ms);
+            return;
+        }
         log('info', `sending answer #${state.answersSent}`);
         sendSDP(desc);
     });
@@ -219,6 +246,17 @@ async function start(opts = {}) {
                     state.dc.binaryTypes[t] = (state.dc.binaryTypes[t] || 0) + 1;
                     if (t === 9) {
                         state.mediaMaps.push({at: Date.now(), map: it.next().value});
+                    } else if (t === 3) {
+                        // SDP over the DC (rtcd's offers with dcSignaling): zlib(JSON).
+                        const json = new TextDecoder().decode(inflate(it.next().value));
+                        const type = JSON.parse(json).type;
+                        if (type === 'offer') {
+                            state.dcSDP.offersIn++;
+                            dcOffersPending++;
+                        } else {
+                            state.dcSDP.other++;
+                        }
+                        onSignal(json);
                     }
                 } catch (err) {
                     log('warn', `undecodable DC message: ${err.message}`);
@@ -454,5 +492,10 @@ function snapshot() {
     return JSON.parse(JSON.stringify({...state, log: undefined}));
 }
 
-window.e2e = {start, mute, unmute, shareScreen, stopScreen, startVideo, stopVideo, leave, stats, snapshot, logs: () => state.log.slice()};
+function delayAnswers(ms, count = 1) {
+    answerDelay.ms = ms;
+    answerDelay.count = count;
+}
+
+window.e2e = {delayAnswers, start, mute, unmute, shareScreen, stopScreen, startVideo, stopVideo, leave, stats, snapshot, logs: () => state.log.slice()};
 document.getElementById('status').textContent = 'ready';

@@ -58,7 +58,26 @@ test('three users in one call hear each other', {timeout: 120000}, () => guarded
             assert.ok(t, `${u.name}: received a voice track from ${o.name}: ${JSON.stringify(snap.tracks)}`);
             assert.deepEqual(t.streams, [o.sessionID], `${u.name}: stream id of ${o.name}'s voice is the publisher session id`);
         }
+        // Chromium in the loopback-only namespace: only 127.0.0.1 host candidates, a UDP pair on loopback.
+        assert.ok(snap.localCandidates.length > 0 && snap.localCandidates.every((c) => / 127\.0\.0\.1 \d+ typ host/.test(c)), `${u.name}: browser candidates are 127.0.0.1 host: ${JSON.stringify(snap.localCandidates)}`);
+        const pair = (await u.stats()).selectedPair;
+        assert.ok(pair && pair.local.address === '127.0.0.1' && pair.remote.address === '127.0.0.1' && pair.remote.protocol === 'udp' && pair.remote.port === env.rtcd.rtcPort, `${u.name}: selected pair 127.0.0.1 -> rtcd udp: ${JSON.stringify(pair)}`);
         assert.ok(snap.dc.pongs > 0, `${u.name}: calls-dc ping answered with pong (${JSON.stringify(snap.dc)})`);
         assert.deepEqual(snap.errors, [], `${u.name}: RTCPeer errors`);
+    }
+}));
+
+test('six users joining at the same moment all hear each other (renegotiation storm)', {timeout: 150000}, () => guarded(env, async () => {
+    const callID = newID();
+    const names = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+    const users = await Promise.all(names.map((name) => env.user(name, {callID})));
+    await Promise.all(users.map((u) => u.start({unmuted: true})));
+    await Promise.all(users.map((u) => u.waitConnected()));
+    for (const u of users) {
+        const others = users.filter((o) => o !== u).map((o) => ['voice', o.sessionID]);
+        await expectFlowing(u, others, {minDelta: 20, windowMs: 2000});
+        const snap = await u.snapshot();
+        assert.deepEqual(snap.errors, [], `${u.name}: RTCPeer errors`);
+        assert.equal(snap.tracks.filter((t) => t.kind === 'audio').length, 5, `${u.name}: exactly five voice tracks: ${JSON.stringify(snap.tracks.map((t) => t.id))}`);
     }
 }));
