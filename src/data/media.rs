@@ -115,7 +115,12 @@ struct PendingOffer {
     /// For adds: the new send-only m-line.
     mid: Option<Mid>,
     deadline: Instant,
+    /// The answer timeout passed once; the next deadline closes the session.
+    overdue: bool,
 }
+
+/// After the answer timeout, how much longer a server offer may wait for its answer.
+const OVERDUE_ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
 /// A track this session receives from another session of its call.
 struct OutTrack {
@@ -541,23 +546,21 @@ impl Media {
                     },
                 );
             }
-            if s.pending.as_ref().is_some_and(|p| p.deadline <= now) {
-                let p = s.pending.take();
-                s.lock = Lock::Free;
-                if let Some(PendingOffer {
-                    action: TrackAction::Add(t),
-                    mid,
-                    ..
-                }) = p
-                {
-                    tracing::warn!(session = %key, track = %t, "no answer to server offer; track dropped");
-                    if let Some(m) = mid {
-                        s.mid_track.remove(&m);
-                    }
-                    s.outbound.remove(&t);
+            if let Some(p) = s.pending.as_mut().filter(|p| p.deadline <= now) {
+                if !p.overdue {
+                    // rtcd gives up on the action after 10 s. We keep waiting instead: the
+                    // browser may still apply this offer (a starved tab answers late), and
+                    // dropping str0m's pending offer would leave the two sides with
+                    // different m-lines for good. A client silent for 30 s is closed.
+                    p.overdue = true;
+                    p.deadline = now + OVERDUE_ANSWER_LIMIT;
+                    tracing::warn!(session = %key, action = ?p.action, "no answer to server offer within 10 s; still waiting");
+                    self.error(&key, "track");
+                } else {
+                    tracing::warn!(session = %key, "server offer never answered; closing the session");
+                    self.close_session(&key, CloseReason::SignalingFailed, now);
+                    continue;
                 }
-                self.error(&key, "track");
-                self.process_actions(&key, now);
             }
             if let Some(s) = self.sessions.get_mut(&key) {
                 if s.deadline <= now {
@@ -1340,6 +1343,7 @@ impl Media {
                 action,
                 mid,
                 deadline: now + self.settings.answer_timeout,
+                overdue: false,
             });
             if let Some(m) = mid {
                 if let TrackAction::Add(t) = &s
