@@ -741,29 +741,21 @@ impl Media {
             tracing::debug!(session = %key, "client offer ignored while our offer is pending");
             return;
         }
-        let offer = match SdpOffer::from_sdp_string(&narrow_offer(&sdp)) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(session = %key, error = %e, "unparseable offer");
-                emit_stat(
-                    &self.notices,
-                    &self.stats,
-                    StatEvent::Error {
-                        group_id: key.group_id.clone(),
-                        kind: "signaling",
-                    },
-                );
-                if s.offer_deadline.is_some() {
-                    s.dead = Some(CloseReason::SignalingFailed);
+        let result = match SdpOffer::from_sdp_string(&narrow_offer(&sdp)) {
+            Err(e) => Err(format!("unparseable offer: {e}")),
+            Ok(offer) => match guard(|| s.rtc.sdp_api().accept_offer(offer)) {
+                Ok(r) => r.map_err(|e| format!("offer rejected: {e}")),
+                Err(e) => {
+                    tracing::error!(session = %key, error = %e, "panic while accepting offer");
+                    s.dead = Some(CloseReason::Internal);
+                    return;
                 }
-                return;
-            }
+            },
         };
-        let res = guard(|| s.rtc.sdp_api().accept_offer(offer));
-        let answer = match res {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                tracing::warn!(session = %key, error = %e, "offer rejected");
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "client offer failed");
                 emit_stat(
                     &self.notices,
                     &self.stats,
@@ -772,14 +764,11 @@ impl Media {
                         kind: "signaling",
                     },
                 );
+                // A failed first offer ends the session (rtcd); a failed renegotiation
+                // leaves it as it was.
                 if s.offer_deadline.is_some() {
                     s.dead = Some(CloseReason::SignalingFailed);
                 }
-                return;
-            }
-            Err(e) => {
-                tracing::error!(session = %key, error = %e, "panic while accepting offer");
-                s.dead = Some(CloseReason::Internal);
                 return;
             }
         };
