@@ -108,6 +108,9 @@ pub fn probe_ports(udp: &[Endpoint], tcp: &[Endpoint]) -> io::Result<()> {
             Type::STREAM,
             Some(Protocol::TCP),
         )?;
+        // As the listeners themselves: connections of a previous run left in TIME_WAIT
+        // must not make a restart fail (a live listener still does).
+        probe.set_reuse_address(true)?;
         probe
             .bind(&e.local.into())
             .map_err(|err| io::Error::new(err.kind(), format!("tcp {}: {err}", e.local)))?;
@@ -314,6 +317,40 @@ fn discover_public_ips(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_binds_the_tcp_port_while_old_connections_sit_in_time_wait() {
+        use std::io::Read;
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(false).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (server_side, _) = l.accept().unwrap();
+        // The server closes first, so its end of the connection goes to TIME_WAIT.
+        drop(server_side);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        drop(client);
+        drop(l);
+        let e = Endpoint {
+            local: addr,
+            advertised: addr,
+        };
+        probe_ports(&[], &[e]).expect("probe passes despite TIME_WAIT");
+        tcp_listener(addr).expect("listener binds despite TIME_WAIT");
+    }
+
+    #[test]
+    fn a_port_held_by_a_live_listener_fails_the_probe() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let e = Endpoint {
+            local: addr,
+            advertised: addr,
+        };
+        let err = probe_ports(&[], &[e]).unwrap_err();
+        assert!(err.to_string().contains("tcp 127.0.0.1:"), "{err}");
+    }
 
     fn cfg(override_: &str, port_override: &str) -> crate::config::Config {
         let mut c = crate::config::Config::default();

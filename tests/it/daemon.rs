@@ -14,8 +14,7 @@ struct Daemon {
 }
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    crate::media_harness::free_udp_port()
 }
 
 impl Daemon {

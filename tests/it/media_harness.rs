@@ -24,12 +24,22 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+/// A port that is free for both UDP and TCP right now. Picked below the kernel's
+/// ephemeral range (32768+) so that other tests' client sockets cannot take it, and inside
+/// upstream's allowed RTC port range (80-49151).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP after 1000 tries");
 }
 
 pub struct Server {
@@ -42,6 +52,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(workers: usize) -> Server {
+        // Another test process can take the port between the pick and the bind: pick again.
+        let mut last = None;
+        for _ in 0..10 {
+            match Self::try_start(workers) {
+                Ok(s) => return s,
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("worker pool did not start: {last:?}");
+    }
+
+    fn try_start(workers: usize) -> Result<Server, rtcd::data::StartError> {
         let port = free_udp_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let ep = Endpoint {
@@ -62,14 +84,13 @@ impl Server {
                 pin: false,
             },
             tx,
-        )
-        .unwrap();
-        Server {
+        )?;
+        Ok(Server {
             pool,
             notices: rx,
             port,
             parked: Vec::new(),
-        }
+        })
     }
 
     pub fn join(&self, worker: usize, session: &str, call: &str) -> SessionKey {
