@@ -172,6 +172,8 @@ pub struct WorkerCounters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub handovers: u64,
+    /// Media packets pushed to other workers' fan-out rings.
+    pub fanouts: u64,
     pub sessions: u64,
     pub drops: Vec<(&'static str, u64)>,
 }

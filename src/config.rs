@@ -38,6 +38,9 @@ pub const MAX_WORKERS: usize = 1024;
 const PORT_RULE: &str = "must be in range 80-49151";
 const NACK_RULE: &str = "must be 0 (meaning 256) or a power of two in range 32-8192";
 const WORKERS_RULE: &str = "must be in range 0-1024 (0 means one worker per available core)";
+const SPILL_RULE: &str = "must be in range 0-1000000 (0 means a call never spills)";
+/// Default of our `rtc.worker_spill_sessions` extension.
+pub const DEFAULT_SPILL_SESSIONS: usize = 256;
 const IO_BACKEND_RULE: &str = "must be one of \"auto\", \"io_uring\", \"portable\"";
 const HOST_PORT_RULE: &str =
     "must be a port in range 80-49151 or a comma-separated list of IP/port pairs";
@@ -115,6 +118,9 @@ pub struct RtcConfig {
     pub workers: usize,
     /// Extension (not upstream): socket I/O implementation.
     pub io_backend: IoBackend,
+    /// Extension (not upstream): a call's new sessions join its worker while that worker
+    /// hosts fewer sessions than this, else the least-loaded worker; 0 = never spill.
+    pub worker_spill_sessions: usize,
 }
 
 /// `rtc.ice_host_port_override`: the port advertised in host candidates instead of the
@@ -291,6 +297,7 @@ impl Default for Config {
                 nack_disable_copy: true,
                 workers: 0,
                 io_backend: IoBackend::Auto,
+                worker_spill_sessions: DEFAULT_SPILL_SESSIONS,
             },
             store: StoreConfig {
                 data_source: "/tmp/rtcd_db".into(),
@@ -559,6 +566,8 @@ enum Slot {
     Workers,
     /// rtc.io_backend (extension).
     IoBackend,
+    /// rtc.worker_spill_sessions (extension).
+    SpillSessions,
     /// rtc.ice_host_port_override: TOML integer or string, env string.
     HostPortOverride,
     /// rtc.ice_servers: TOML array of strings/tables, env JSON.
@@ -578,7 +587,10 @@ pub struct EnvVar {
 impl EnvVar {
     /// Whether the key is one of our extensions rather than an upstream key.
     pub fn is_extension(&self) -> bool {
-        matches!(self.slot, Slot::Workers | Slot::IoBackend)
+        matches!(
+            self.slot,
+            Slot::Workers | Slot::IoBackend | Slot::SpillSessions
+        )
     }
 }
 
@@ -628,6 +640,11 @@ pub static ENV_TABLE: &[EnvVar] = &[
     // Our extensions (not upstream).
     var!("RTCD_RTC_WORKERS", "rtc.workers", Slot::Workers),
     var!("RTCD_RTC_IOBACKEND", "rtc.io_backend", Slot::IoBackend),
+    var!(
+        "RTCD_RTC_WORKERSPILLSESSIONS",
+        "rtc.worker_spill_sessions",
+        Slot::SpillSessions
+    ),
 ];
 
 /// A raw value on its way into a slot.
@@ -678,6 +695,10 @@ impl EnvVar {
             Slot::Workers => {
                 cfg.rtc.workers = usize::try_from(input_int(input, false)?)
                     .map_err(|_| Bad::rule(WORKERS_RULE))?;
+            }
+            Slot::SpillSessions => {
+                cfg.rtc.worker_spill_sessions =
+                    usize::try_from(input_int(input, false)?).map_err(|_| Bad::rule(SPILL_RULE))?;
             }
             Slot::IoBackend => {
                 cfg.rtc.io_backend = input_str(input, IO_BACKEND_RULE)?
@@ -1255,6 +1276,13 @@ impl Config {
                 WORKERS_RULE,
             ));
         }
+        if rtc.worker_spill_sessions > 1_000_000 {
+            return Err(invalid(
+                "rtc.worker_spill_sessions",
+                rtc.worker_spill_sessions.to_string(),
+                SPILL_RULE,
+            ));
+        }
 
         // store
         if self.store.data_source.is_empty() {
@@ -1355,6 +1383,10 @@ impl Config {
             ("rtc.nack_disable_copy", r.nack_disable_copy.to_string()),
             ("rtc.workers", r.workers.to_string()),
             ("rtc.io_backend", q(r.io_backend.as_str())),
+            (
+                "rtc.worker_spill_sessions",
+                r.worker_spill_sessions.to_string(),
+            ),
             ("store.data_source", q(&self.store.data_source)),
             ("logger.enable_console", l.enable_console.to_string()),
             ("logger.console_json", l.console_json.to_string()),
@@ -1577,6 +1609,7 @@ mod tests {
             ("rtc.nack_disable_copy", "true"),
             ("rtc.workers", "0"),
             ("rtc.io_backend", "\"auto\""),
+            ("rtc.worker_spill_sessions", "256"),
             ("store.data_source", "\"/tmp/rtcd_db\""),
             ("logger.enable_console", "true"),
             ("logger.console_json", "false"),
@@ -1655,10 +1688,11 @@ mod tests {
         let upstream: BTreeSet<String> =
             UPSTREAM_SAMPLE_KEYS.iter().map(|s| s.to_string()).collect();
         let all: BTreeSet<String> = active.union(&commented).cloned().collect();
-        let extensions: BTreeSet<String> = ["rtc.workers", "rtc.io_backend"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let extensions: BTreeSet<String> =
+            ["rtc.workers", "rtc.io_backend", "rtc.worker_spill_sessions"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         assert_eq!(
             all,
             upstream
@@ -1675,7 +1709,11 @@ mod tests {
         // Uncommenting the extensions yields a valid config.
         let uncommented = SAMPLE
             .replace("# workers = 0", "workers = 0")
-            .replace("# io_backend = \"auto\"", "io_backend = \"auto\"");
+            .replace("# io_backend = \"auto\"", "io_backend = \"auto\"")
+            .replace(
+                "# worker_spill_sessions = 256",
+                "worker_spill_sessions = 256",
+            );
         assert_ne!(uncommented, SAMPLE);
         Config::from_toml_str(&uncommented)
             .unwrap()
@@ -1836,6 +1874,7 @@ mod tests {
                 "logger.file_location" => "/var/log/rtcd.log",
                 "rtc.workers" => "3",
                 "rtc.io_backend" => "portable",
+                "rtc.worker_spill_sessions" => "17",
                 key => match (&entry.slot, before[key].as_str()) {
                     (Slot::Bool(_), "true") => "f",
                     (Slot::Bool(_), "false") => "T",
@@ -1878,7 +1917,14 @@ mod tests {
             .filter(|e| e.is_extension())
             .map(|e| e.name)
             .collect();
-        assert_eq!(ours, vec!["RTCD_RTC_WORKERS", "RTCD_RTC_IOBACKEND"]);
+        assert_eq!(
+            ours,
+            vec![
+                "RTCD_RTC_WORKERS",
+                "RTCD_RTC_IOBACKEND",
+                "RTCD_RTC_WORKERSPILLSESSIONS"
+            ]
+        );
         assert_eq!(ENV_TABLE.len(), UPSTREAM_ENV_NAMES.len() + ours.len());
         // Every key can be displayed.
         assert_eq!(Config::default().effective_values().len(), ENV_TABLE.len());

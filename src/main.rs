@@ -125,7 +125,12 @@ async fn run(cfg: Config) -> Result<(), String> {
         "data plane started"
     );
     let data: Arc<dyn DataPlane> = pool.clone();
-    let control = ControlPlane::start(&cfg, data, notice_rx, ControlOptions::default())
+    let mut options = ControlOptions::default();
+    options.hub.spill_at = match cfg.rtc.worker_spill_sessions {
+        0 => usize::MAX,
+        n => n,
+    };
+    let control = ControlPlane::start(&cfg, data, notice_rx, options)
         .await
         .map_err(|e| e.to_string())?;
 

@@ -143,10 +143,8 @@ pub struct HubSettings {
 
 impl Default for HubSettings {
     fn default() -> Self {
-        // Calls never span workers until cross-worker fan-out exists (the thread-per-core
-        // issue): a call's sessions all go to the worker hosting it.
         HubSettings {
-            spill_at: usize::MAX,
+            spill_at: crate::config::DEFAULT_SPILL_SESSIONS,
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub worker_bytes: IntCounterVec,
     pub worker_drops: IntCounterVec,
     pub worker_handovers: IntCounterVec,
+    pub worker_fanouts: IntCounterVec,
     pub worker_sessions: IntGaugeVec,
 }
 
@@ -223,6 +224,12 @@ impl Metrics {
                 "Datagrams steered to another worker (extension)",
                 &["worker"],
             ),
+            worker_fanouts: counter(
+                &r,
+                "rtc_fanout_packets_total",
+                "Media packets handed to another worker's subscribers through the fan-out ring (extension)",
+                &["worker"],
+            ),
             worker_sessions: gauge(
                 &r,
                 "rtc_worker_sessions",
@@ -308,6 +315,7 @@ impl Metrics {
                 &self.worker_handovers.with_label_values(&[&id]),
                 w.handovers,
             );
+            set(&self.worker_fanouts.with_label_values(&[&id]), w.fanouts);
             self.worker_sessions
                 .with_label_values(&[&id])
                 .set(w.sessions as i64);

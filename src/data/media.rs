@@ -3,7 +3,8 @@
 //! worker shell feeds datagrams and `now` in, and takes datagrams and notices out.
 //!
 //! Contract (push/pull, as str0m): `handle_*(now, …)` pushes input; afterwards the caller
-//! takes [`Media::take_transmits`] and sleeps until [`Media::poll_deadline`].
+//! takes [`Media::drain_transmits`] (and, with several workers, [`Media::drain_peer_msgs`]
+//! and [`Media::drain_forwarded`]) and sleeps until [`Media::poll_deadline`].
 //!
 //! Behaviour follows upstream rtcd (spec §4–§5): the client's first offer is answered,
 //! candidates trickle after the answer, media is forwarded only once the `calls-dc` data
@@ -87,7 +88,58 @@ pub struct LocalCandidates {
     pub tcp: Vec<SocketAddr>,
 }
 
-type CallKey = (Arc<str>, Arc<str>);
+pub type CallKey = (Arc<str>, Arc<str>);
+
+/// What one worker tells another about the calls they share (DESIGN.md decision 5). Every
+/// worker knows every published track, so a session placed on any worker can subscribe.
+#[derive(Debug, Clone)]
+pub enum PeerMsg {
+    /// A track published on worker `meta.home`.
+    Published(Arc<TrackMeta>),
+    /// The track is gone.
+    Unpublished { call: CallKey, track: Arc<str> },
+    /// Worker `from` now has (`on`) or no longer has subscribers of `track`.
+    Subscribe {
+        call: CallKey,
+        track: Arc<str>,
+        from: usize,
+        on: bool,
+    },
+    /// A subscriber on another worker asks for a keyframe.
+    Keyframe { call: CallKey, track: Arc<str> },
+}
+
+/// A published track as other workers see it.
+#[derive(Debug)]
+pub struct TrackMeta {
+    pub call: CallKey,
+    pub id: Arc<str>,
+    pub publisher: Arc<str>,
+    pub kind: TrackKind,
+    pub media: MediaKind,
+    pub codec: Codec,
+    pub mid: Mid,
+    pub rid: Option<Rid>,
+    pub publisher_av1: bool,
+    pub home: usize,
+}
+
+/// A decrypted media packet on its way to a track's subscribers: handed by value through
+/// the ring to each other worker hosting subscribers (the payload is shared, not copied).
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    pub call: CallKey,
+    pub track: Arc<str>,
+    /// The publisher's extended sequence number.
+    pub seq: u64,
+    pub rtp_time: u32,
+    pub received: Instant,
+    pub marker: bool,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub video: bool,
+    pub payload: Arc<[u8]>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lock {
@@ -173,8 +225,16 @@ struct PublishedTrack {
     codec: Codec,
     mid: Mid,
     rid: Option<Rid>,
+    /// Subscribers on this worker.
     subscribers: BTreeSet<Arc<str>>,
     pli: KeyframeThrottle,
+    publisher_av1: bool,
+    /// The worker of the publishing session.
+    home: usize,
+    /// At home: other workers with subscribers (each gets one copy per packet).
+    remote: Vec<usize>,
+    /// Elsewhere: whether home was told this worker has subscribers.
+    remote_subscribed: bool,
 }
 
 #[derive(Default)]
@@ -201,6 +261,14 @@ pub struct Media {
     dirty: HashSet<SessionKey>,
     /// Server offers held until the client has acknowledged the MediaMap before them.
     deferred: Vec<Deferred>,
+    /// Sessions marked dead since the last `finish`.
+    dying: Vec<SessionKey>,
+    /// Number of workers (for broadcasts to the others).
+    workers: usize,
+    /// Messages for other workers: (destination, message).
+    peer_out: Vec<(usize, PeerMsg)>,
+    /// Packets for subscribers on other workers: (destination, packet).
+    fwd_out: Vec<(usize, Forwarded)>,
 }
 
 /// A WebSocket server offer waiting for its MediaMap to be acknowledged on the data channel
@@ -238,16 +306,38 @@ impl Media {
             transmits: Vec::new(),
             dirty: HashSet::new(),
             deferred: Vec::new(),
+            dying: Vec::new(),
+            workers: 1,
+            peer_out: Vec::new(),
+            fwd_out: Vec::new(),
+        }
+    }
+
+    /// Tells this worker how many workers share its calls (default 1: none).
+    pub fn set_workers(&mut self, workers: usize) {
+        self.workers = workers.max(1);
+    }
+
+    /// Messages for other workers produced since the last call.
+    pub fn drain_peer_msgs(&mut self, out: &mut Vec<(usize, PeerMsg)>) {
+        out.append(&mut self.peer_out);
+    }
+
+    /// Packets for other workers produced since the last call.
+    pub fn drain_forwarded(&mut self, out: &mut Vec<(usize, Forwarded)>) {
+        out.append(&mut self.fwd_out);
+    }
+
+    fn broadcast(&mut self, msg: PeerMsg) {
+        for w in 0..self.workers {
+            if w != self.worker {
+                self.peer_out.push((w, msg.clone()));
+            }
         }
     }
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
-    }
-
-    /// Datagrams produced since the last call.
-    pub fn take_transmits(&mut self) -> Vec<Transmit> {
-        std::mem::take(&mut self.transmits)
     }
 
     /// Appends produced datagrams to `out` (reuses the caller's buffer).
@@ -299,11 +389,6 @@ impl Media {
             })
             .flatten()
             .min()
-    }
-
-    /// The session a first STUN packet names by our ufrag.
-    pub fn owns_ufrag(&self, ufrag: &str) -> bool {
-        self.by_ufrag.contains_key(ufrag)
     }
 
     fn notify(&self, n: Notice) {
@@ -587,6 +672,7 @@ impl Media {
     fn mark_dead(&mut self, key: &SessionKey, reason: CloseReason) {
         if let Some(s) = self.sessions.get_mut(key) {
             s.dead.get_or_insert(reason);
+            self.dying.push(key.clone());
         }
     }
 
@@ -653,13 +739,11 @@ impl Media {
                 }
             }
         }
-        let dead: Vec<(SessionKey, CloseReason)> = self
-            .sessions
-            .iter()
-            .filter_map(|(k, s)| s.dead.map(|r| (k.clone(), r)))
-            .collect();
-        for (k, r) in dead {
-            self.close_session(&k, r, now);
+        // Only the sessions marked dead since the last input (not a scan of all sessions).
+        while let Some(k) = self.dying.pop() {
+            if let Some(r) = self.sessions.get(&k).and_then(|s| s.dead) {
+                self.close_session(&k, r, now);
+            }
         }
         // Closing may have queued renegotiations elsewhere.
         let dirty: Vec<SessionKey> = self.dirty.drain().collect();
@@ -748,6 +832,7 @@ impl Media {
                 Err(e) => {
                     tracing::error!(session = %key, error = %e, "panic while accepting offer");
                     s.dead = Some(CloseReason::Internal);
+                    self.dying.push(key.clone());
                     return;
                 }
             },
@@ -768,6 +853,7 @@ impl Media {
                 // leaves it as it was.
                 if s.offer_deadline.is_some() {
                     s.dead = Some(CloseReason::SignalingFailed);
+                    self.dying.push(key.clone());
                 }
                 return;
             }
@@ -879,7 +965,24 @@ impl Media {
                 delta: 1,
             },
         );
-        if t.media == MediaKind::Video {
+        let video = t.media == MediaKind::Video;
+        if t.home != self.worker {
+            self.sync_remote_subscription(&call_key, track);
+            if video {
+                self.peer_out.push((
+                    self.calls
+                        .get(&call_key)
+                        .and_then(|c| c.tracks.get(track))
+                        .map_or(0, |t| t.home),
+                    PeerMsg::Keyframe {
+                        call: call_key,
+                        track: track.clone(),
+                    },
+                ));
+            }
+            return;
+        }
+        if video {
             let (publisher, mid, rid) = (t.publisher.clone(), t.mid, t.rid);
             if t.pli.allow(now) {
                 self.request_keyframe(
@@ -1012,13 +1115,7 @@ impl Media {
                 if t.publisher == key.session_id {
                     continue;
                 }
-                let publisher_av1 = self
-                    .sessions
-                    .get(&SessionKey {
-                        group_id: key.group_id.clone(),
-                        session_id: t.publisher.clone(),
-                    })
-                    .is_some_and(|p| p.info.av1_support);
+                let publisher_av1 = t.publisher_av1;
                 // Simulcast: new receivers start on the low layer (rtcd).
                 let default_layer = t.rid.is_none_or(|r| &*r == "l");
                 if default_layer && wants(t, receiver_av1, publisher_av1) {
@@ -1200,18 +1297,22 @@ impl Media {
             return;
         };
         let mut removals = Vec::new();
+        let mut gone = Vec::new();
         for id in tracks {
             if let Some(t) = call.tracks.remove(id) {
-                emit_stat(
-                    &self.notices,
-                    &self.stats,
-                    StatEvent::Track {
-                        group_id: call_key.0.clone(),
-                        direction: "in",
-                        mime: mime(t.codec),
-                        delta: -1,
-                    },
-                );
+                if t.home == self.worker {
+                    gone.push(t.id.clone());
+                    emit_stat(
+                        &self.notices,
+                        &self.stats,
+                        StatEvent::Track {
+                            group_id: call_key.0.clone(),
+                            direction: "in",
+                            mime: mime(t.codec),
+                            delta: -1,
+                        },
+                    );
+                }
                 for sub in &t.subscribers {
                     removals.push((sub.clone(), t.id.clone(), t.media, t.codec));
                 }
@@ -1237,7 +1338,138 @@ impl Media {
                 }
             }
         }
+        for track in gone {
+            self.broadcast(PeerMsg::Unpublished {
+                call: call_key.clone(),
+                track,
+            });
+        }
+        self.forget_call_if_empty(call_key);
         // Queued adds of tracks that are gone are skipped when processed.
+    }
+
+    fn forget_call_if_empty(&mut self, call_key: &CallKey) {
+        if self
+            .calls
+            .get(call_key)
+            .is_some_and(|c| c.sessions.is_empty() && c.tracks.is_empty())
+        {
+            self.calls.remove(call_key);
+        }
+    }
+
+    /// Tells a remote track's home whether this worker still has subscribers of it.
+    fn sync_remote_subscription(&mut self, call_key: &CallKey, track: &Arc<str>) {
+        let Some(t) = self
+            .calls
+            .get_mut(call_key)
+            .and_then(|c| c.tracks.get_mut(track))
+        else {
+            return;
+        };
+        if t.home == self.worker {
+            return;
+        }
+        let want = !t.subscribers.is_empty();
+        if want != t.remote_subscribed {
+            t.remote_subscribed = want;
+            self.peer_out.push((
+                t.home,
+                PeerMsg::Subscribe {
+                    call: call_key.clone(),
+                    track: track.clone(),
+                    from: self.worker,
+                    on: want,
+                },
+            ));
+        }
+    }
+
+    /// A message from another worker.
+    pub fn handle_peer(&mut self, msg: PeerMsg, now: Instant) {
+        match msg {
+            PeerMsg::Published(m) => {
+                if m.home == self.worker {
+                    return;
+                }
+                let call = self.calls.entry(m.call.clone()).or_default();
+                call.tracks.insert(
+                    m.id.clone(),
+                    PublishedTrack {
+                        id: m.id.clone(),
+                        publisher: m.publisher.clone(),
+                        kind: m.kind,
+                        media: m.media,
+                        codec: m.codec,
+                        mid: m.mid,
+                        rid: m.rid,
+                        subscribers: BTreeSet::new(),
+                        pli: KeyframeThrottle::new(),
+                        publisher_av1: m.publisher_av1,
+                        home: m.home,
+                        remote: Vec::new(),
+                        remote_subscribed: false,
+                    },
+                );
+                self.offer_to_receivers(&m.call, &m.id, now);
+            }
+            PeerMsg::Unpublished { call, track } => {
+                let remote = self
+                    .calls
+                    .get(&call)
+                    .and_then(|c| c.tracks.get(&track))
+                    .is_some_and(|t| t.home != self.worker);
+                if remote {
+                    self.unpublish(&call, &[track], now);
+                }
+            }
+            PeerMsg::Subscribe {
+                call,
+                track,
+                from,
+                on,
+            } => {
+                if let Some(t) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.tracks.get_mut(&track))
+                {
+                    if t.home == self.worker {
+                        t.remote.retain(|&w| w != from);
+                        if on {
+                            t.remote.push(from);
+                        }
+                    }
+                }
+            }
+            PeerMsg::Keyframe { call, track } => {
+                let Some(t) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.tracks.get_mut(&track))
+                else {
+                    return;
+                };
+                if t.home != self.worker {
+                    return;
+                }
+                if !t.pli.allow(now) {
+                    self.stats.dropped(DropReason::KeyframeThrottled);
+                    return;
+                }
+                let (publisher, mid, rid) = (t.publisher.clone(), t.mid, t.rid);
+                self.request_keyframe(
+                    &SessionKey {
+                        group_id: call.0.clone(),
+                        session_id: publisher,
+                    },
+                    mid,
+                    rid,
+                    now,
+                );
+            }
+        }
+        self.finish(now);
     }
 
     fn enqueue(&mut self, key: &SessionKey, action: TrackAction) {
@@ -1301,6 +1533,7 @@ impl Media {
                         Ok(None) => continue,
                         Err(_) => {
                             s.dead = Some(CloseReason::Internal);
+                            self.dying.push(key.clone());
                             return;
                         }
                     }
@@ -1320,6 +1553,7 @@ impl Media {
                         Ok(None) => continue,
                         Err(_) => {
                             s.dead = Some(CloseReason::Internal);
+                            self.dying.push(key.clone());
                             return;
                         }
                     }
@@ -1444,38 +1678,71 @@ impl Media {
         let Some(t) = self.calls.get(&call_key).and_then(|c| c.tracks.get(&track)) else {
             return;
         };
-        let video = t.media == MediaKind::Video;
-        let subscribers: Vec<Arc<str>> = t.subscribers.iter().cloned().collect();
-        for sub in subscribers {
+        let f = Forwarded {
+            call: call_key,
+            track,
+            seq: *p.seq_no,
+            rtp_time: p.header.timestamp,
+            received: p.timestamp,
+            marker: p.header.marker,
+            audio_level: p.header.ext_vals.audio_level,
+            voice_activity: p.header.ext_vals.voice_activity,
+            video: t.media == MediaKind::Video,
+            payload: p.payload,
+        };
+        // One copy per other worker hosting subscribers, then this worker's own.
+        for &w in &t.remote {
+            self.fwd_out.push((w, f.clone()));
+        }
+        self.deliver(&f);
+    }
+
+    /// A packet from another worker's publisher, for this worker's subscribers. Call
+    /// [`Media::end_input`] after a batch.
+    pub fn handle_forwarded(&mut self, f: &Forwarded) {
+        self.deliver(f);
+    }
+
+    /// Ends a batch of inputs: drains the sessions that got media, closes the dead.
+    pub fn end_input(&mut self, now: Instant) {
+        self.finish(now);
+    }
+
+    /// Writes a packet to this worker's subscribers of its track.
+    fn deliver(&mut self, f: &Forwarded) {
+        let Some(t) = self.calls.get(&f.call).and_then(|c| c.tracks.get(&f.track)) else {
+            return;
+        };
+        for sub in t.subscribers.iter() {
             let skey = SessionKey {
-                group_id: key.group_id.clone(),
-                session_id: sub,
+                group_id: f.call.0.clone(),
+                session_id: sub.clone(),
             };
             let Some(s) = self.sessions.get_mut(&skey) else {
                 continue;
             };
-            let Some(out) = s.outbound.get_mut(&track) else {
+            let Some(out) = s.outbound.get_mut(&f.track) else {
                 continue;
             };
             let Some(pt) = pt_of(&s.rtc, out.codec) else {
                 continue;
             };
-            let base = *out.roc_base.get_or_insert((*p.seq_no >> 16) << 16);
-            let Some(seq) = (*p.seq_no).checked_sub(base) else {
+            let base = *out.roc_base.get_or_insert((f.seq >> 16) << 16);
+            let Some(seq) = f.seq.checked_sub(base) else {
                 continue;
             };
-            let ext = if video {
+            let ext = if f.video {
                 // rtcd strips every header extension from forwarded video.
                 ExtensionValues::default()
             } else {
                 ExtensionValues {
-                    audio_level: p.header.ext_vals.audio_level,
-                    voice_activity: p.header.ext_vals.voice_activity.or(Some(false)),
+                    audio_level: f.audio_level,
+                    voice_activity: f.voice_activity.or(Some(false)),
                     ..Default::default()
                 }
             };
             let (mid, cached) = (out.mid, out.ssrc);
-            let payload = p.payload.clone();
+            let payload = f.payload.clone();
             let res = guard(|| {
                 let mut api = s.rtc.direct_api();
                 let tx = match cached {
@@ -1485,29 +1752,26 @@ impl Media {
                 let tx = tx?;
                 let ssrc = tx.ssrc();
                 tx.write_rtp(
-                    RtpWrite::new(
-                        pt,
-                        SeqNo::from(seq),
-                        p.header.timestamp,
-                        p.timestamp,
-                        payload,
-                    )
-                    .marker(p.header.marker)
-                    .ext_vals(ext)
-                    .nackable(video),
+                    RtpWrite::new(pt, SeqNo::from(seq), f.rtp_time, f.received, payload)
+                        .marker(f.marker)
+                        .ext_vals(ext)
+                        .nackable(f.video),
                 );
                 Some(ssrc)
             });
             match res {
                 Ok(Some(ssrc)) => {
-                    if let Some(o) = s.outbound.get_mut(&track) {
+                    if let Some(o) = s.outbound.get_mut(&f.track) {
                         o.ssrc = Some(ssrc);
                     }
-                    self.stats.tx(p.payload.len());
+                    self.stats.tx(f.payload.len());
                     self.dirty.insert(skey);
                 }
                 Ok(None) => {}
-                Err(_) => s.dead = Some(CloseReason::Internal),
+                Err(_) => {
+                    s.dead = Some(CloseReason::Internal);
+                    self.dying.push(skey);
+                }
             }
         }
     }
@@ -1574,6 +1838,10 @@ impl Media {
             rid,
             subscribers: BTreeSet::new(),
             pli: KeyframeThrottle::new(),
+            publisher_av1,
+            home: self.worker,
+            remote: Vec::new(),
+            remote_subscribed: false,
         };
         // A later voice track replaces the earlier one (rtcd).
         let replaced: Vec<Arc<str>> = if kind == TrackKind::Voice {
@@ -1588,20 +1856,19 @@ impl Media {
         if !replaced.is_empty() {
             self.unpublish(&call_key, &replaced, now);
         }
-        let receivers: Vec<Arc<str>> = self
-            .calls
-            .get(&call_key)
-            .map(|c| {
-                c.sessions
-                    .iter()
-                    .filter(|sid| **sid != key.session_id)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
         let call = self.calls.get_mut(&call_key)?;
-        // Simulcast: only the low layer is sent to new receivers (rtcd default `l`).
-        let default_layer = rid.is_none_or(|r| &*r == "l");
+        let meta = Arc::new(TrackMeta {
+            call: call_key.clone(),
+            id: id.clone(),
+            publisher: published.publisher.clone(),
+            kind,
+            media: media_kind,
+            codec,
+            mid,
+            rid,
+            publisher_av1,
+            home: self.worker,
+        });
         call.tracks.insert(id.clone(), published);
         self.stat(StatEvent::Track {
             group_id: key.group_id.clone(),
@@ -1610,28 +1877,48 @@ impl Media {
             delta: 1,
         });
         tracing::info!(session = %key, track = %id, ?rid, codec = ?codec, "track published");
-        if default_layer {
-            for r in receivers {
-                let rkey = SessionKey {
-                    group_id: key.group_id.clone(),
-                    session_id: r,
-                };
-                let Some(rs) = self.sessions.get(&rkey) else {
-                    continue;
-                };
-                if !rs.initialized {
-                    continue; // it subscribes to everything when its data channel opens
-                }
-                let Some(t) = self.calls.get(&call_key).and_then(|c| c.tracks.get(&id)) else {
-                    continue;
-                };
-                if wants(t, rs.info.av1_support, publisher_av1) {
-                    self.enqueue(&rkey, TrackAction::Add(id.clone()));
-                    self.process_actions(&rkey, now);
-                }
+        self.broadcast(PeerMsg::Published(meta));
+        self.offer_to_receivers(&call_key, &id, now);
+        Some(id)
+    }
+
+    /// Offers a new track to this worker's initialised sessions of its call that want it.
+    fn offer_to_receivers(&mut self, call_key: &CallKey, id: &Arc<str>, now: Instant) {
+        let Some(call) = self.calls.get(call_key) else {
+            return;
+        };
+        let Some(t) = call.tracks.get(id) else {
+            return;
+        };
+        // Simulcast: only the low layer is sent to new receivers (rtcd default `l`).
+        if !t.rid.is_none_or(|r| &*r == "l") {
+            return;
+        }
+        let receivers: Vec<Arc<str>> = call
+            .sessions
+            .iter()
+            .filter(|sid| **sid != t.publisher)
+            .cloned()
+            .collect();
+        for r in receivers {
+            let rkey = SessionKey {
+                group_id: call_key.0.clone(),
+                session_id: r,
+            };
+            let Some(rs) = self.sessions.get(&rkey) else {
+                continue;
+            };
+            if !rs.initialized {
+                continue; // it subscribes to everything when its data channel opens
+            }
+            let Some(t) = self.calls.get(call_key).and_then(|c| c.tracks.get(id)) else {
+                continue;
+            };
+            if wants(t, rs.info.av1_support, t.publisher_av1) {
+                self.enqueue(&rkey, TrackAction::Add(id.clone()));
+                self.process_actions(&rkey, now);
             }
         }
-        Some(id)
     }
 
     /// PLI/FIR from a subscriber: ask the publisher, at most once per second per source.
@@ -1650,6 +1937,18 @@ impl Media {
         else {
             return;
         };
+        if t.home != self.worker {
+            // The publisher is on another worker; it throttles.
+            let home = t.home;
+            self.peer_out.push((
+                home,
+                PeerMsg::Keyframe {
+                    call: call_key,
+                    track,
+                },
+            ));
+            return;
+        }
         if !t.pli.allow(now) {
             self.stats.dropped(DropReason::KeyframeThrottled);
             return;
@@ -1686,8 +1985,12 @@ impl Media {
                 .filter(|t| t.publisher == key.session_id)
                 .map(|t| t.id.clone())
                 .collect();
+            let mut left_remote = Vec::new();
             for t in call.tracks.values_mut() {
                 if t.subscribers.remove(&key.session_id) {
+                    if t.home != self.worker && t.subscribers.is_empty() {
+                        left_remote.push(t.id.clone());
+                    }
                     emit_stat(
                         &self.notices,
                         &self.stats,
@@ -1700,14 +2003,11 @@ impl Media {
                     );
                 }
             }
-            self.unpublish(&call_key, &own, now);
-            if self
-                .calls
-                .get(&call_key)
-                .is_some_and(|c| c.sessions.is_empty())
-            {
-                self.calls.remove(&call_key);
+            for t in left_remote {
+                self.sync_remote_subscription(&call_key, &t);
             }
+            self.unpublish(&call_key, &own, now);
+            self.forget_call_if_empty(&call_key);
         }
         // Best effort: tell the peer (DTLS close_notify etc.), then drop.
         let _ = guard(|| {

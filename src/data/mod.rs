@@ -28,6 +28,10 @@ pub use media::SIGNALING_TIMEOUT;
 pub const COMMAND_QUEUE: usize = 4096;
 /// Datagrams one worker can have queued from the others.
 pub const HANDOVER_QUEUE: usize = 8192;
+/// Media packets in flight from one worker to another (per ordered pair).
+pub const FANOUT_RING: usize = 8192;
+/// Call-state messages one worker can have queued from the others.
+pub const PEER_QUEUE: usize = 65536;
 
 /// What the pool needs to start.
 #[derive(Debug, Clone)]
@@ -64,11 +68,28 @@ impl WorkerPool {
         net::probe_ports(&settings.udp, &settings.tcp)?;
         let mut parts = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
+        // rings[src][dst]: the fan-out ring from worker src to worker dst.
+        let mut producers: Vec<Vec<Option<rtcd_ring::Producer<media::Forwarded>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut consumers: Vec<Vec<(usize, rtcd_ring::Consumer<media::Forwarded>)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for src in 0..n {
+            for dst in 0..n {
+                if src != dst {
+                    let (p, c) = rtcd_ring::ring(FANOUT_RING);
+                    producers[src][dst] = Some(p);
+                    consumers[dst].push((src, c));
+                }
+            }
+        }
+        let mut producers = producers.into_iter();
+        let mut consumers = consumers.into_iter();
         for id in 0..n {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0))?);
             let (cmd_tx, cmd_rx) = bounded(COMMAND_QUEUE);
             let (ho_tx, ho_rx) = bounded::<Handover>(HANDOVER_QUEUE);
+            let (peer_tx, peer_rx) = bounded(PEER_QUEUE);
             let sleeping = Arc::new(AtomicBool::new(false));
             let stats = Arc::new(WorkerStats::default());
             let mut udp = Vec::new();
@@ -79,7 +100,7 @@ impl WorkerPool {
             for e in &settings.tcp {
                 tcp.push((net::tcp_listener(e.local)?, *e));
             }
-            let media = Media::new(
+            let mut media = Media::new(
                 id,
                 Engine::new()?,
                 settings.media,
@@ -87,6 +108,7 @@ impl WorkerPool {
                 notices.clone(),
                 stats.clone(),
             );
+            media.set_workers(n);
             parts.push(WorkerParts {
                 id,
                 poll,
@@ -95,12 +117,16 @@ impl WorkerPool {
                 media,
                 commands: cmd_rx,
                 handovers: ho_rx,
+                peer_rx,
+                rings_out: producers.next().unwrap_or_default(),
+                rings_in: consumers.next().unwrap_or_default(),
                 sleeping: sleeping.clone(),
                 stats: stats.clone(),
             });
             handles.push(WorkerHandle {
                 commands: cmd_tx,
                 handovers: ho_tx,
+                peer: peer_tx,
                 waker,
                 sleeping,
                 stats,

@@ -20,10 +20,12 @@ pub enum Drop {
     SendFailed,
     HandoverFull,
     TcpOverflow,
+    RingFull,
+    PeerQueueFull,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 12] = [
+    pub const ALL: [Drop; 14] = [
         Drop::UnknownSource,
         Drop::Malformed,
         Drop::BadStun,
@@ -36,6 +38,8 @@ impl Drop {
         Drop::SendFailed,
         Drop::HandoverFull,
         Drop::TcpOverflow,
+        Drop::RingFull,
+        Drop::PeerQueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,8 @@ impl Drop {
             Drop::SendFailed => "send_failed",
             Drop::HandoverFull => "handover_full",
             Drop::TcpOverflow => "tcp_overflow",
+            Drop::RingFull => "fanout_ring_full",
+            Drop::PeerQueueFull => "peer_queue_full",
         }
     }
 }
@@ -64,7 +70,8 @@ pub struct WorkerStats {
     tx_bytes: AtomicU64,
     handovers: AtomicU64,
     sessions: AtomicU64,
-    drops: [AtomicU64; 12],
+    fanouts: AtomicU64,
+    drops: [AtomicU64; 14],
 }
 
 impl WorkerStats {
@@ -77,6 +84,11 @@ impl WorkerStats {
     pub fn tx(&self, bytes: usize) {
         self.tx_packets.fetch_add(1, Relaxed);
         self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A packet pushed to another worker's fan-out ring.
+    pub fn fanout(&self) {
+        self.fanouts.fetch_add(1, Relaxed);
     }
 
     pub fn handover(&self) {
@@ -101,6 +113,7 @@ impl WorkerStats {
             tx_packets: self.tx_packets.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             handovers: self.handovers.load(Relaxed),
+            fanouts: self.fanouts.load(Relaxed),
             sessions: self.sessions.load(Relaxed),
             drops: Drop::ALL
                 .iter()

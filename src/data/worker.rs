@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use rtcd_proto::framing::{encode_frame, Rfc4571Decoder};
 use str0m::net::Protocol;
 
 use super::engine::worker_of_ufrag;
-use super::media::{Media, Transmit};
+use super::media::{Forwarded, Media, PeerMsg, Transmit};
 use super::net::Endpoint;
 use super::stats::{Drop as DropReason, WorkerStats};
 use crate::bridge::Command;
@@ -40,6 +40,8 @@ const MAX_DATAGRAM: usize = 2048;
 const TCP_BUFFER: usize = 1 << 20;
 /// Remembered steering decisions; cleared when full.
 const MAX_FLOWS: usize = 1 << 16;
+/// Fan-out packets taken from each incoming ring per turn.
+const RING_BUDGET: usize = 1024;
 
 /// Something another worker passes to the owner of a session.
 pub enum Handover {
@@ -61,6 +63,8 @@ pub enum Handover {
 pub struct WorkerHandle {
     pub commands: Sender<Command>,
     pub handovers: Sender<Handover>,
+    /// Call-state messages from other workers.
+    pub peer: Sender<PeerMsg>,
     pub waker: Arc<Waker>,
     /// Set while the worker sleeps in `poll`: wake-ups are skipped while it is busy.
     pub sleeping: Arc<AtomicBool>,
@@ -68,8 +72,12 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Wakes the worker if it sleeps; costs a fence and a load when it is busy. Pairs with
+    /// the worker's SeqCst store of `sleeping` before it re-checks its queues: either it
+    /// sees what we queued, or we see it asleep.
     pub fn wake(&self) {
-        if self.sleeping.load(Ordering::Acquire) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
             let _ = self.waker.wake();
         }
     }
@@ -102,6 +110,15 @@ pub struct Worker {
     media: Media,
     commands: Receiver<Command>,
     handovers: Receiver<Handover>,
+    peer_rx: Receiver<PeerMsg>,
+    /// Fan-out ring to each other worker (None for ourselves).
+    rings_out: Vec<Option<rtcd_ring::Producer<Forwarded>>>,
+    /// Fan-out rings from the other workers: (source worker, ring).
+    rings_in: Vec<(usize, rtcd_ring::Consumer<Forwarded>)>,
+    /// Workers we queued something for this turn, to wake once at its end.
+    to_wake: Vec<bool>,
+    peer_buf: Vec<(usize, PeerMsg)>,
+    fwd_buf: Vec<(usize, Forwarded)>,
     sleeping: Arc<AtomicBool>,
     stats: Arc<WorkerStats>,
     buf: Vec<u8>,
@@ -118,12 +135,16 @@ pub struct WorkerParts {
     pub media: Media,
     pub commands: Receiver<Command>,
     pub handovers: Receiver<Handover>,
+    pub peer_rx: Receiver<PeerMsg>,
+    pub rings_out: Vec<Option<rtcd_ring::Producer<Forwarded>>>,
+    pub rings_in: Vec<(usize, rtcd_ring::Consumer<Forwarded>)>,
     pub sleeping: Arc<AtomicBool>,
     pub stats: Arc<WorkerStats>,
 }
 
 impl Worker {
     pub fn new(parts: WorkerParts, peers: Arc<Vec<WorkerHandle>>) -> io::Result<Worker> {
+        let n_peers = peers.len();
         let mut udp = Vec::new();
         for (i, (s, endpoint)) in parts.udp.into_iter().enumerate() {
             let mut sock = UdpSocket::from_std(s);
@@ -155,6 +176,12 @@ impl Worker {
             media: parts.media,
             commands: parts.commands,
             handovers: parts.handovers,
+            peer_rx: parts.peer_rx,
+            rings_out: parts.rings_out,
+            rings_in: parts.rings_in,
+            to_wake: vec![false; n_peers],
+            peer_buf: Vec::new(),
+            fwd_buf: Vec::new(),
             sleeping: parts.sleeping,
             stats: parts.stats,
             buf: vec![0u8; 64 * 1024],
@@ -177,9 +204,13 @@ impl Worker {
                     .unwrap_or(Duration::from_secs(1))
                     .min(Duration::from_secs(1))
             };
-            self.sleeping.store(true, Ordering::Release);
-            // Commands queued just before we went to sleep must not wait for the timeout.
-            let timeout = if self.commands.is_empty() && self.handovers.is_empty() {
+            self.sleeping.store(true, Ordering::SeqCst);
+            // Work queued just before we went to sleep must not wait for the timeout.
+            let timeout = if self.commands.is_empty()
+                && self.handovers.is_empty()
+                && self.peer_rx.is_empty()
+                && self.rings_in.iter().all(|(_, r)| r.is_empty())
+            {
                 timeout
             } else {
                 Duration::ZERO
@@ -197,6 +228,7 @@ impl Worker {
                 break;
             }
             self.handle_handovers(now);
+            self.handle_peers(now);
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t == WAKER.0 {
@@ -223,10 +255,12 @@ impl Worker {
                 self.media.handle_timeout(now);
             }
             self.flush();
+            self.wake_peers();
             self.stats.set_sessions(self.media.session_count());
         }
         self.media.close_all(Instant::now());
         self.flush();
+        self.wake_peers();
         tracing::debug!(worker = self.id, "worker stopped");
     }
 
@@ -252,6 +286,51 @@ impl Worker {
         }
         self.backlog = true;
         true
+    }
+
+    /// Call-state messages and fan-out packets from the other workers.
+    fn handle_peers(&mut self, now: Instant) {
+        let mut n = 0;
+        while n < QUEUE_BUDGET {
+            let Ok(m) = self.peer_rx.try_recv() else {
+                break;
+            };
+            self.media.handle_peer(m, now);
+            n += 1;
+        }
+        if n == QUEUE_BUDGET {
+            self.backlog = true;
+        }
+        let mut got = false;
+        for (_, ring) in &self.rings_in {
+            let mut taken = 0;
+            while taken < RING_BUDGET {
+                let Some(f) = ring.pop() else {
+                    break;
+                };
+                self.media.handle_forwarded(&f);
+                taken += 1;
+            }
+            got |= taken > 0;
+            if taken == RING_BUDGET {
+                self.backlog = true;
+            }
+        }
+        if got {
+            self.media.end_input(now);
+            self.flush();
+        }
+    }
+
+    /// Wakes the workers we queued messages or packets for during this turn.
+    fn wake_peers(&mut self) {
+        for (w, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                if let Some(p) = self.peers.get(w) {
+                    p.wake();
+                }
+            }
+        }
     }
 
     fn handle_handovers(&mut self, now: Instant) {
@@ -591,5 +670,35 @@ impl Worker {
         }
         self.out = out;
         self.media.release_deferred(Instant::now());
+        self.media.drain_peer_msgs(&mut self.peer_buf);
+        for (w, m) in self.peer_buf.drain(..) {
+            let Some(p) = self.peers.get(w) else {
+                continue;
+            };
+            if p.peer.try_send(m).is_err() {
+                tracing::warn!(
+                    worker = self.id,
+                    to = w,
+                    "peer queue full: call-state message dropped"
+                );
+                self.stats.dropped(DropReason::PeerQueueFull);
+            } else if let Some(x) = self.to_wake.get_mut(w) {
+                *x = true;
+            }
+        }
+        self.media.drain_forwarded(&mut self.fwd_buf);
+        for (w, f) in self.fwd_buf.drain(..) {
+            let Some(Some(ring)) = self.rings_out.get(w) else {
+                continue;
+            };
+            if ring.push(f).is_err() {
+                self.stats.dropped(DropReason::RingFull);
+            } else {
+                self.stats.fanout();
+                if let Some(x) = self.to_wake.get_mut(w) {
+                    *x = true;
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 mod api;
 mod common;
 mod daemon;
+mod fanout;
 mod media;
 mod media_harness;
 mod ws;

@@ -1,0 +1,178 @@
+//! Calls whose sessions live on different workers (DESIGN.md decision 5): media crosses
+//! workers through the fan-out rings, track state through peer messages.
+
+use std::time::Duration;
+
+use rtcd::bridge::{CloseReason, Command, DataPlane, MessageType, WorkerId};
+
+use crate::media_harness::*;
+
+#[test]
+fn a_call_spread_over_two_workers_carries_audio_in_every_direction() {
+    let mut server = Server::start(2);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 1, "sessB", "call1", false);
+    let mut c = Client::new(&server, 1, "sessC", "call1", true);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b, &mut c],
+            Duration::from_secs(20),
+            &[true, true, true],
+            |cs| cs
+                .iter()
+                .all(|c| c.received.len() == 2 && c.total_received() >= 40)
+        ),
+        "a={:?} b={:?} c={:?}",
+        a.received,
+        b.received,
+        c.received
+    );
+    let counters = server.pool.counters();
+    assert_eq!(counters[0].sessions, 1);
+    assert_eq!(counters[1].sessions, 2);
+    assert!(
+        counters[0].fanouts > 0,
+        "worker 0 handed a's audio to worker 1"
+    );
+    assert!(
+        counters[1].fanouts > 0,
+        "worker 1 handed b's and c's audio to worker 0"
+    );
+    let ring_drops: u64 = counters
+        .iter()
+        .flat_map(|w| w.drops.iter())
+        .filter(|(r, _)| *r == "fanout_ring_full" || *r == "peer_queue_full")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(ring_drops, 0);
+}
+
+#[test]
+fn a_screen_shared_on_one_worker_reaches_a_viewer_on_the_other_with_a_keyframe() {
+    let mut server = Server::start(2);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 1, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| cs.iter().all(|c| c.total_received() >= 5)
+    ));
+    a.start_screen(&mut server);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(20),
+            &[false, false],
+            |cs| cs[1].video_frames.values().sum::<usize>() >= 10
+        ),
+        "viewer on worker 1 decodes the screen: frames={:?} maps={:?}",
+        b.video_frames,
+        b.media_maps.last()
+    );
+    let map = b
+        .media_maps
+        .last()
+        .expect("a MediaMap came before the offer");
+    assert!(
+        map.iter()
+            .any(|(_, e)| e.kind == "screen" && e.sender_id == "sessA"),
+        "{map:?}"
+    );
+    assert!(
+        a.keyframe_requests >= 1,
+        "the viewer's worker asked the sharer's worker for a keyframe"
+    );
+    // ScreenOff on worker 0 removes the track at the viewer on worker 1.
+    let offers_before = b.media_maps.len();
+    server.signal(0, &a.key, MessageType::ScreenOff, Vec::new());
+    a.screen = None;
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| cs[1].media_maps.len() > offers_before
+        ),
+        "a removal offer follows ScreenOff across workers"
+    );
+    assert!(b
+        .media_maps
+        .last()
+        .expect("map")
+        .iter()
+        .all(|(_, e)| e.kind != "screen"));
+}
+
+#[test]
+fn a_publisher_leaving_one_worker_stops_its_audio_on_the_other() {
+    let mut server = Server::start(2);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 1, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, false],
+        |cs| cs[1].total_received() >= 20
+    ));
+    server
+        .pool
+        .submit(WorkerId(0), Command::Leave { key: a.key.clone() })
+        .expect("leave queued");
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(5),
+        &[true, false],
+        |cs| cs[0].closed.is_some()
+    ));
+    assert_eq!(a.closed, Some(CloseReason::Leave));
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_millis(300),
+        &[true, false],
+        |_| false,
+    );
+    let before = b.total_received();
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(1),
+        &[true, false],
+        |_| false,
+    );
+    assert_eq!(b.total_received(), before, "the leaver's audio stops");
+}
+
+#[test]
+fn a_late_joiner_on_another_worker_receives_tracks_published_before_it_joined() {
+    let mut server = Server::start(2);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| cs.iter().all(|c| c.total_received() >= 10)
+    ));
+    // Worker 1 has never hosted this call; it learnt a's and b's tracks all the same.
+    let mut c = Client::new(&server, 1, "sessC", "call1", false);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b, &mut c],
+            Duration::from_secs(20),
+            &[true, true, false],
+            |cs| cs[2].received.len() == 2 && cs[2].received.values().all(|n| *n >= 10)
+        ),
+        "c={:?}",
+        c.received
+    );
+}
