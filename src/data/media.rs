@@ -1891,7 +1891,7 @@ impl Media {
             return;
         };
         // Simulcast: only the low layer is sent to new receivers (rtcd default `l`).
-        if !t.rid.is_none_or(|r| &*r == "l") {
+        if t.rid.is_some_and(|r| &*r != "l") {
             return;
         }
         let receivers: Vec<Arc<str>> = call

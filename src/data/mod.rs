@@ -73,11 +73,11 @@ impl WorkerPool {
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut consumers: Vec<Vec<(usize, rtcd_ring::Consumer<media::Forwarded>)>> =
             (0..n).map(|_| Vec::new()).collect();
-        for src in 0..n {
-            for dst in 0..n {
+        for (src, row) in producers.iter_mut().enumerate() {
+            for (dst, slot) in row.iter_mut().enumerate() {
                 if src != dst {
                     let (p, c) = rtcd_ring::ring(FANOUT_RING);
-                    producers[src][dst] = Some(p);
+                    *slot = Some(p);
                     consumers[dst].push((src, c));
                 }
             }
