@@ -34,6 +34,27 @@ if want rust; then
     p=$(num passed "$summary"); f=$(num failed "$summary"); s=$(num skipped "$summary")
     # Doc tests are not run by nextest.
     cargo test --workspace --doc >>"$log" 2>&1 || rc=1
+    add "${p:-0}" "${f:-0}" "${s:-0}"
+    # Every data-plane test again on the portable I/O backend (the first pass ran on
+    # io_uring where this kernel allows it).
+    echo "== rust (data plane, portable I/O backend)"
+    RTCD_TEST_IO_BACKEND=portable cargo nextest run --test it --no-fail-fast --failure-output final \
+      -E 'test(/^(media|fanout)::/)' 2>&1 | tee "$log"
+    rc2=${PIPESTATUS[0]}
+    summary=$(grep -E '^\s*Summary \[' "$log" | tail -n 1)
+    p=$(num passed "$summary"); f=$(num failed "$summary"); s=0
+    [ "$rc2" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+    [ "$rc2" -ne 0 ] && rc=1
+    add "${p:-0}" "${f:-0}" 0
+    # The fan-out ring under loom's exhaustive interleavings.
+    echo "== rust (loom model of the fan-out ring)"
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p rtcd-ring --release --lib 2>&1 | tee "$log"
+    rc3=${PIPESTATUS[0]}
+    p=$(sed -nE 's/^test result: .* ([0-9]+) passed.*/\1/p' "$log" | tail -n 1)
+    f=$(sed -nE 's/^test result: .* ([0-9]+) failed.*/\1/p' "$log" | tail -n 1)
+    [ "$rc3" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+    [ "$rc3" -ne 0 ] && rc=1
+    p=${p:-0}; f=${f:-0}; s=0
   else
     cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}

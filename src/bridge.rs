@@ -167,6 +167,8 @@ pub enum StatEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
     pub worker: usize,
+    /// The worker's UDP I/O backend ("io_uring" or "portable").
+    pub io_backend: &'static str,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,

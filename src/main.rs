@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtcd::bridge::{notice_queue, DataPlane};
-use rtcd::config::{cli_config_path, CliAction, Config};
+use rtcd::config::{cli_config_path, CliAction, Config, IoBackend};
 use rtcd::control::{ControlOptions, ControlPlane};
+use rtcd::data::io::IoChoice;
 use rtcd::data::media::MediaSettings;
 use rtcd::data::{net, PoolSettings, WorkerPool};
 use rtcd::version::VersionInfo;
@@ -114,6 +115,11 @@ async fn run(cfg: Config) -> Result<(), String> {
                 candidates: plan.candidates,
                 media: MediaSettings::default(),
                 pin: true,
+                io: match cfg.rtc.io_backend {
+                    IoBackend::Auto => IoChoice::Auto,
+                    IoBackend::IoUring => IoChoice::IoUring,
+                    IoBackend::Portable => IoChoice::Portable,
+                },
             },
             notice_tx,
         )

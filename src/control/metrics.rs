@@ -46,6 +46,7 @@ pub struct Metrics {
     pub worker_drops: IntCounterVec,
     pub worker_handovers: IntCounterVec,
     pub worker_fanouts: IntCounterVec,
+    pub io_backend: IntGaugeVec,
     pub worker_sessions: IntGaugeVec,
 }
 
@@ -229,6 +230,12 @@ impl Metrics {
                 "rtc_fanout_packets_total",
                 "Media packets handed to another worker's subscribers through the fan-out ring (extension)",
                 &["worker"],
+            ),
+            io_backend: gauge(
+                &r,
+                "rtc_io_backend",
+                "1 for the UDP I/O backend each worker runs: io_uring or portable (extension)",
+                &["worker", "backend"],
             ),
             worker_sessions: gauge(
                 &r,

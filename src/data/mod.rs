@@ -3,6 +3,7 @@
 //! only through [`DataPlane::submit`]; workers answer with notices.
 
 pub mod engine;
+pub mod io;
 pub mod media;
 pub mod net;
 pub mod stats;
@@ -46,6 +47,8 @@ pub struct PoolSettings {
     pub media: MediaSettings,
     /// Pin worker `i` to core `i % cores`.
     pub pin: bool,
+    /// UDP I/O backend (`rtc.io_backend`).
+    pub io: io::IoChoice,
 }
 
 /// The pool of workers; implements [`DataPlane`] for the control plane.
@@ -66,6 +69,8 @@ impl WorkerPool {
     pub fn start(settings: PoolSettings, notices: NoticeTx) -> Result<WorkerPool, StartError> {
         let n = settings.workers.max(1);
         net::probe_ports(&settings.udp, &settings.tcp)?;
+        let io_kind = io::resolve(settings.io)?;
+        tracing::info!(backend = io_kind.as_str(), "rtc: UDP I/O backend");
         let mut parts = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         // rings[src][dst]: the fan-out ring from worker src to worker dst.
@@ -91,11 +96,12 @@ impl WorkerPool {
             let (ho_tx, ho_rx) = bounded::<Handover>(HANDOVER_QUEUE);
             let (peer_tx, peer_rx) = bounded(PEER_QUEUE);
             let sleeping = Arc::new(AtomicBool::new(false));
-            let stats = Arc::new(WorkerStats::default());
-            let mut udp = Vec::new();
+            let stats = Arc::new(WorkerStats::new(io_kind));
+            let mut sockets = Vec::new();
             for e in &settings.udp {
-                udp.push((net::udp_socket(e.local)?, *e));
+                sockets.push(net::udp_socket(e.local)?);
             }
+            let io = io::new_backend(io_kind, sockets)?;
             let mut tcp = Vec::new();
             for e in &settings.tcp {
                 tcp.push((net::tcp_listener(e.local)?, *e));
@@ -112,7 +118,8 @@ impl WorkerPool {
             parts.push(WorkerParts {
                 id,
                 poll,
-                udp,
+                io,
+                udp: settings.udp.clone(),
                 tcp,
                 media,
                 commands: cmd_rx,

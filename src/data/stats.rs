@@ -62,8 +62,8 @@ impl Drop {
     }
 }
 
-#[derive(Default)]
 pub struct WorkerStats {
+    io: super::io::IoKind,
     rx_packets: AtomicU64,
     rx_bytes: AtomicU64,
     tx_packets: AtomicU64,
@@ -75,6 +75,20 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    pub fn new(io: super::io::IoKind) -> WorkerStats {
+        WorkerStats {
+            io,
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            handovers: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
+            fanouts: AtomicU64::new(0),
+            drops: Default::default(),
+        }
+    }
+
     pub fn rx(&self, bytes: usize) {
         self.rx_packets.fetch_add(1, Relaxed);
         self.rx_bytes.fetch_add(bytes as u64, Relaxed);
@@ -108,6 +122,7 @@ impl WorkerStats {
     pub fn snapshot(&self, worker: usize) -> WorkerCounters {
         WorkerCounters {
             worker,
+            io_backend: self.io.as_str(),
             rx_packets: self.rx_packets.load(Relaxed),
             rx_bytes: self.rx_bytes.load(Relaxed),
             tx_packets: self.tx_packets.load(Relaxed),

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtcd_proto::framing::{encode_frame, Rfc4571Decoder};
 use str0m::net::Protocol;
 
 use super::engine::worker_of_ufrag;
+use super::io::{RecvBatch, UdpIo};
 use super::media::{Forwarded, Media, PeerMsg, Transmit};
 use super::net::Endpoint;
 use super::stats::{Drop as DropReason, WorkerStats};
@@ -30,12 +31,10 @@ const WAKER: Token = Token(0);
 const UDP_BASE: usize = 1;
 const LISTENER_BASE: usize = 1 << 16;
 const CONN_BASE: usize = 1 << 20;
-/// Datagrams read per socket per turn before other work gets a turn.
+/// Datagrams read per turn before other work gets a turn.
 const READ_BUDGET: usize = 256;
 /// Commands and handovers handled per turn.
 const QUEUE_BUDGET: usize = 1024;
-/// Largest datagram we read (rtcd reads with MTU 1460; leave room).
-const MAX_DATAGRAM: usize = 2048;
 /// Bytes buffered per TCP connection in either direction.
 const TCP_BUFFER: usize = 1 << 20;
 /// Remembered steering decisions; cleared when full.
@@ -83,11 +82,6 @@ impl WorkerHandle {
     }
 }
 
-struct Udp {
-    sock: UdpSocket,
-    endpoint: Endpoint,
-}
-
 struct TcpConn {
     stream: TcpStream,
     peer: SocketAddr,
@@ -100,7 +94,10 @@ struct TcpConn {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    udp: Vec<Udp>,
+    /// UDP sockets (one per local endpoint) behind the I/O backend.
+    io: Box<dyn UdpIo>,
+    udp: Vec<Endpoint>,
+    batch: RecvBatch,
     listeners: Vec<(TcpListener, Endpoint)>,
     conns: HashMap<Token, TcpConn>,
     conn_by_peer: HashMap<SocketAddr, Token>,
@@ -123,14 +120,17 @@ pub struct Worker {
     stats: Arc<WorkerStats>,
     buf: Vec<u8>,
     out: Vec<Transmit>,
-    /// Sockets or connections with unread data left after their budget.
+    /// Queues or connections with work left after their budget.
     backlog: bool,
+    /// UDP datagrams may be left after the read budget.
+    backlog_udp: bool,
 }
 
 pub struct WorkerParts {
     pub id: usize,
     pub poll: Poll,
-    pub udp: Vec<(std::net::UdpSocket, Endpoint)>,
+    pub io: Box<dyn UdpIo>,
+    pub udp: Vec<Endpoint>,
     pub tcp: Vec<(std::net::TcpListener, Endpoint)>,
     pub media: Media,
     pub commands: Receiver<Command>,
@@ -145,15 +145,9 @@ pub struct WorkerParts {
 impl Worker {
     pub fn new(parts: WorkerParts, peers: Arc<Vec<WorkerHandle>>) -> io::Result<Worker> {
         let n_peers = peers.len();
-        let mut udp = Vec::new();
-        for (i, (s, endpoint)) in parts.udp.into_iter().enumerate() {
-            let mut sock = UdpSocket::from_std(s);
-            parts
-                .poll
-                .registry()
-                .register(&mut sock, Token(UDP_BASE + i), Interest::READABLE)?;
-            udp.push(Udp { sock, endpoint });
-        }
+        let mut io = parts.io;
+        io.register(parts.poll.registry(), UDP_BASE)?;
+        let udp = parts.udp;
         let mut listeners = Vec::new();
         for (i, (l, endpoint)) in parts.tcp.into_iter().enumerate() {
             let mut l = TcpListener::from_std(l);
@@ -166,7 +160,9 @@ impl Worker {
         Ok(Worker {
             id: parts.id,
             poll: parts.poll,
+            io,
             udp,
+            batch: RecvBatch::default(),
             listeners,
             conns: HashMap::new(),
             conn_by_peer: HashMap::new(),
@@ -187,6 +183,7 @@ impl Worker {
             buf: vec![0u8; 64 * 1024],
             out: Vec::new(),
             backlog: false,
+            backlog_udp: false,
         })
     }
 
@@ -229,12 +226,13 @@ impl Worker {
             }
             self.handle_handovers(now);
             self.handle_peers(now);
+            let mut udp_ready = self.backlog_udp;
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t == WAKER.0 {
                     continue;
                 } else if (UDP_BASE..LISTENER_BASE).contains(&t) {
-                    self.read_udp(t - UDP_BASE, now);
+                    udp_ready = true;
                 } else if (LISTENER_BASE..CONN_BASE).contains(&t) {
                     self.accept(t - LISTENER_BASE);
                 } else {
@@ -246,10 +244,9 @@ impl Worker {
                     }
                 }
             }
-            if self.backlog {
-                for i in 0..self.udp.len() {
-                    self.read_udp(i, now);
-                }
+            self.backlog_udp = false;
+            if udp_ready {
+                self.read_udp(now);
             }
             if self.media.poll_deadline().is_some_and(|d| d <= now) {
                 self.media.handle_timeout(now);
@@ -344,7 +341,7 @@ impl Worker {
                     source,
                     bytes,
                 } => {
-                    let Some(dst) = self.udp.get(socket).map(|u| u.endpoint.advertised) else {
+                    let Some(dst) = self.udp.get(socket).map(|e| e.advertised) else {
                         continue;
                     };
                     self.media
@@ -366,66 +363,59 @@ impl Worker {
         self.backlog = true;
     }
 
-    fn read_udp(&mut self, idx: usize, now: Instant) {
-        for _ in 0..READ_BUDGET {
-            let Some(u) = self.udp.get(idx) else {
-                return;
-            };
-            let (n, source) = match u.sock.recv_from(&mut self.buf[..MAX_DATAGRAM]) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::debug!(worker = self.id, error = %e, "udp receive error");
-                    return;
-                }
-            };
-            let advertised = u.endpoint.advertised;
-            let bytes = &self.buf[..n];
-            let ufrag_owner =
-                rtcd_proto::stun::binding_request_local_ufrag(bytes).and_then(worker_of_ufrag);
-            let owner = match ufrag_owner {
-                Some(w) => {
-                    if w == self.id {
-                        self.flows.remove(&source);
-                    } else {
-                        if self.flows.len() >= MAX_FLOWS {
-                            self.flows.clear();
-                        }
-                        self.flows.insert(source, w);
-                    }
-                    w
-                }
-                None => self.flows.get(&source).copied().unwrap_or(self.id),
-            };
-            if owner != self.id && owner < self.peers.len() {
-                let h = Handover::Udp {
-                    socket: idx,
-                    source,
-                    bytes: bytes.to_vec(),
+    /// Reads datagrams (up to the turn budget) and steers each to its owner.
+    fn read_udp(&mut self, now: Instant) {
+        let mut read = 0;
+        while read < READ_BUDGET {
+            let more = self.io.recv(&mut self.batch);
+            read += self.batch.len().max(1);
+            for i in 0..self.batch.len() {
+                let Some((d, bytes)) = self.batch.get(i) else {
+                    continue;
                 };
-                self.handover(owner, h);
-            } else {
-                self.media
-                    .handle_receive(Protocol::Udp, source, advertised, bytes, now);
-                self.flush();
+                let Some(advertised) = self.udp.get(d.sock).map(|e| e.advertised) else {
+                    continue;
+                };
+                let source = d.source;
+                let ufrag_owner =
+                    rtcd_proto::stun::binding_request_local_ufrag(bytes).and_then(worker_of_ufrag);
+                let owner = match ufrag_owner {
+                    Some(w) => {
+                        if w == self.id {
+                            self.flows.remove(&source);
+                        } else {
+                            if self.flows.len() >= MAX_FLOWS {
+                                self.flows.clear();
+                            }
+                            self.flows.insert(source, w);
+                        }
+                        w
+                    }
+                    None => self.flows.get(&source).copied().unwrap_or(self.id),
+                };
+                if owner != self.id && owner < self.peers.len() {
+                    let h = Handover::Udp {
+                        socket: d.sock,
+                        source,
+                        bytes: bytes.to_vec(),
+                    };
+                    handover(&self.peers, &self.stats, owner, h);
+                } else {
+                    self.media
+                        .handle_receive(Protocol::Udp, source, advertised, bytes, now);
+                }
+            }
+            self.flush();
+            if !more {
+                return;
             }
         }
         self.backlog = true;
+        self.backlog_udp = true;
     }
 
     fn handover(&self, owner: usize, h: Handover) {
-        let Some(peer) = self.peers.get(owner) else {
-            return;
-        };
-        match peer.handovers.try_send(h) {
-            Ok(()) => {
-                self.stats.handover();
-                peer.wake();
-            }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped(DropReason::HandoverFull);
-            }
-        }
+        handover(&self.peers, &self.stats, owner, h);
     }
 
     fn accept(&mut self, idx: usize) {
@@ -637,19 +627,17 @@ impl Worker {
                     let sock = self
                         .udp
                         .iter()
-                        .find(|u| u.endpoint.advertised == t.source)
+                        .position(|e| e.advertised == t.source)
                         .or_else(|| {
-                            self.udp.iter().find(|u| {
-                                u.endpoint.advertised.is_ipv4() == t.destination.is_ipv4()
-                            })
+                            self.udp
+                                .iter()
+                                .position(|e| e.advertised.is_ipv4() == t.destination.is_ipv4())
                         });
-                    let Some(u) = sock else {
+                    let Some(sock) = sock else {
                         self.stats.dropped(DropReason::SendFailed);
                         continue;
                     };
-                    if u.sock.send_to(&t.contents, t.destination).is_err() {
-                        self.stats.dropped(DropReason::SendFailed);
-                    }
+                    self.io.send(sock, t.destination, t.contents);
                 }
                 _ => {
                     let Some(&token) = self.conn_by_peer.get(&t.destination) else {
@@ -669,6 +657,9 @@ impl Worker {
             }
         }
         self.out = out;
+        for _ in 0..self.io.flush() {
+            self.stats.dropped(DropReason::SendFailed);
+        }
         self.media.release_deferred(Instant::now());
         self.media.drain_peer_msgs(&mut self.peer_buf);
         for (w, m) in self.peer_buf.drain(..) {
@@ -699,6 +690,22 @@ impl Worker {
                     *x = true;
                 }
             }
+        }
+    }
+}
+
+/// Passes a packet or connection to the worker that owns its session.
+fn handover(peers: &[WorkerHandle], stats: &WorkerStats, owner: usize, h: Handover) {
+    let Some(peer) = peers.get(owner) else {
+        return;
+    };
+    match peer.handovers.try_send(h) {
+        Ok(()) => {
+            stats.handover();
+            peer.wake();
+        }
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            stats.dropped(DropReason::HandoverFull);
         }
     }
 }

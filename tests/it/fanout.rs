@@ -29,6 +29,18 @@ fn a_call_spread_over_two_workers_carries_audio_in_every_direction() {
         c.received
     );
     let counters = server.pool.counters();
+    let expected = match test_io() {
+        rtcd::data::io::IoChoice::Portable => Some("portable"),
+        rtcd::data::io::IoChoice::IoUring => Some("io_uring"),
+        rtcd::data::io::IoChoice::Auto => None,
+    };
+    for w in &counters {
+        assert!(
+            expected.is_none_or(|e| e == w.io_backend),
+            "{}",
+            w.io_backend
+        );
+    }
     assert_eq!(counters[0].sessions, 1);
     assert_eq!(counters[1].sessions, 2);
     assert!(

@@ -272,6 +272,7 @@ fn a_session_without_an_offer_is_closed_after_the_signaling_timeout() {
                 ..MediaSettings::default()
             },
             pin: false,
+            io: test_io(),
         },
         tx,
     )
@@ -422,6 +423,7 @@ async fn a_client_connects_through_the_plugin_websocket_and_the_daemon() {
                 },
                 media: MediaSettings::default(),
                 pin: false,
+                io: test_io(),
             },
             tx,
         )

@@ -42,6 +42,17 @@ pub fn free_udp_port() -> u16 {
     panic!("no port free for both UDP and TCP after 1000 tries");
 }
 
+/// The UDP I/O backend data-plane tests run on: `RTCD_TEST_IO_BACKEND=portable|io_uring`
+/// (default: auto, i.e. io_uring where available). `scripts/test.sh` runs them under both.
+pub fn test_io() -> rtcd::data::io::IoChoice {
+    use rtcd::data::io::IoChoice;
+    match std::env::var("RTCD_TEST_IO_BACKEND").as_deref() {
+        Ok("portable") => IoChoice::Portable,
+        Ok("io_uring") => IoChoice::IoUring,
+        _ => IoChoice::Auto,
+    }
+}
+
 pub struct Server {
     pub pool: WorkerPool,
     pub notices: NoticeRx,
@@ -82,6 +93,7 @@ impl Server {
                 },
                 media: MediaSettings::default(),
                 pin: false,
+                io: test_io(),
             },
             tx,
         )?;
