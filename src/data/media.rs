@@ -11,7 +11,8 @@
 //! channel is open, each track added or removed is one server offer/answer round under the
 //! signaling lock, and a MediaMap precedes every server offer.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -195,6 +196,10 @@ struct Session {
     offer_at: Option<Instant>,
     connected: bool,
     last_rx: Instant,
+    /// When the no-traffic check runs next (moved on by traffic lazily, when it fires).
+    failure_check: Instant,
+    /// The time of this session's live entry in the worker's timer heap.
+    scheduled: Option<Instant>,
     early_candidates: Vec<Vec<u8>>,
     local_candidate_lines: Vec<String>,
     dc: Option<ChannelId>,
@@ -263,6 +268,11 @@ pub struct Media {
     deferred: Vec<Deferred>,
     /// Sessions marked dead since the last `finish`.
     dying: Vec<SessionKey>,
+    /// Session timers: a min-heap with lazy deletion (an entry is live while it equals its
+    /// session's `scheduled`), so a loop turn costs O(expired), not O(sessions).
+    timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    /// Sessions whose timers may have changed during the current input.
+    touched: HashSet<SessionKey>,
     /// Number of workers (for broadcasts to the others).
     workers: usize,
     /// Messages for other workers: (destination, message).
@@ -307,6 +317,8 @@ impl Media {
             dirty: HashSet::new(),
             deferred: Vec::new(),
             dying: Vec::new(),
+            timers: BinaryHeap::new(),
+            touched: HashSet::new(),
             workers: 1,
             peer_out: Vec::new(),
             fwd_out: Vec::new(),
@@ -373,22 +385,47 @@ impl Media {
         self.deferred = keep;
     }
 
-    /// The earliest time `handle_timeout` must run.
-    pub fn poll_deadline(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .flat_map(|s| {
-                [
-                    Some(s.deadline),
-                    s.offer_deadline,
-                    s.pending.as_ref().map(|p| p.deadline),
-                    s.lock_wait_deadline(),
-                    s.answered()
-                        .then_some(s.last_rx + self.settings.failed_after),
-                ]
-            })
+    /// The earliest time `handle_timeout` must run (may be early: a timer that moved
+    /// later fires once more and is rescheduled).
+    pub fn poll_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, key))) = self.timers.peek() {
+            if self.sessions.get(key).and_then(|s| s.scheduled) == Some(*t) {
+                return Some(*t);
+            }
+            self.timers.pop(); // stale
+        }
+        None
+    }
+
+    /// Timers pending in the heap, stale ones included (for tests and metrics).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Recomputes the next wake-up of the sessions touched by the last input.
+    fn reschedule_touched(&mut self) {
+        for key in self.touched.drain() {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let next = [
+                Some(s.deadline),
+                s.offer_deadline,
+                s.pending.as_ref().map(|p| p.deadline),
+                s.lock_wait_deadline(),
+                s.answered().then_some(s.failure_check),
+            ]
+            .into_iter()
             .flatten()
-            .min()
+            .min();
+            let Some(next) = next else {
+                continue;
+            };
+            if s.scheduled.is_none_or(|t| next < t) {
+                s.scheduled = Some(next);
+                self.timers.push(Reverse((next, key)));
+            }
+        }
     }
 
     fn notify(&self, n: Notice) {
@@ -445,6 +482,7 @@ impl Media {
             .sessions
             .insert(key.session_id.clone());
         self.by_ufrag.insert(ufrag.clone(), key.clone());
+        self.touched.insert(key.clone());
         self.sessions.insert(
             key,
             Session {
@@ -457,6 +495,8 @@ impl Media {
                 offer_at: None,
                 connected: false,
                 last_rx: now,
+                failure_check: now + self.settings.failed_after,
+                scheduled: None,
                 early_candidates: Vec::new(),
                 local_candidate_lines: lines,
                 dc: None,
@@ -476,6 +516,7 @@ impl Media {
                 dead: None,
             },
         );
+        self.reschedule_touched();
     }
 
     /// An `rtc` message from the plugin.
@@ -490,6 +531,7 @@ impl Media {
             tracing::debug!(session = %key, "signal for unknown session dropped");
             return;
         }
+        self.touched.insert(key.clone());
         match msg_type {
             MessageType::Sdp => match signaling::parse_sdp(data) {
                 Ok(m) => match m.kind {
@@ -601,17 +643,36 @@ impl Media {
 
     /// Timers: str0m deadlines, signaling and answer timeouts, connection failure.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let keys: Vec<SessionKey> = self.sessions.keys().cloned().collect();
-        for key in keys {
+        let mut due = Vec::new();
+        while let Some(Reverse((t, _))) = self.timers.peek() {
+            if *t > now {
+                break;
+            }
+            let Some(Reverse((t, key))) = self.timers.pop() else {
+                break;
+            };
+            if let Some(s) = self.sessions.get_mut(&key) {
+                if s.scheduled == Some(t) {
+                    s.scheduled = None;
+                    due.push(key);
+                }
+            }
+        }
+        for key in due {
+            self.touched.insert(key.clone());
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
             };
+            if s.answered() && s.failure_check <= now {
+                // Traffic moved the failure check on since it was scheduled.
+                s.failure_check = s.last_rx + self.settings.failed_after;
+            }
             if s.offer_deadline.is_some_and(|d| d <= now) {
                 tracing::info!(session = %key, "no offer within the signaling timeout");
                 self.close_session(&key, CloseReason::SignalingTimeout, now);
                 continue;
             }
-            if s.answered() && s.last_rx + self.settings.failed_after <= now {
+            if s.answered() && s.failure_check <= now {
                 tracing::info!(session = %key, "no traffic: connection failed");
                 self.stat(StatEvent::ConnState { state: "failed" });
                 self.close_session(&key, CloseReason::ConnectionFailed, now);
@@ -678,6 +739,7 @@ impl Media {
 
     /// Polls a session until its next timeout, handling events (bounded).
     fn drain(&mut self, key: &SessionKey, now: Instant) {
+        self.touched.insert(key.clone());
         for _ in 0..MAX_PUMP_ROUNDS {
             let mut events = Vec::new();
             let Some(s) = self.sessions.get_mut(key) else {
@@ -753,6 +815,7 @@ impl Media {
                 self.after_input(&key, res, now);
             }
         }
+        self.reschedule_touched();
     }
 
     fn handle_event(&mut self, key: &SessionKey, e: Event, now: Instant) {
@@ -1488,6 +1551,7 @@ impl Media {
     /// Runs the next queued track action as one server offer (spec §4.4), if the session is
     /// ready and the signaling lock is free.
     fn process_actions(&mut self, key: &SessionKey, now: Instant) {
+        self.touched.insert(key.clone());
         loop {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;

@@ -732,3 +732,44 @@ fn simulcast_screen_share_sends_viewers_only_the_low_layer() {
         .count();
     assert_eq!(screens, 1);
 }
+
+#[test]
+fn a_client_that_goes_silent_is_closed_as_failed_and_the_others_carry_on() {
+    let mut server = Server::start_with(
+        1,
+        MediaSettings {
+            failed_after: Duration::from_secs(2),
+            ..MediaSettings::default()
+        },
+    );
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| cs.iter().all(|c| c.total_received() >= 10)
+    ));
+    // b vanishes without a word; a keeps talking and stays.
+    let mut closed = None;
+    for _ in 0..20 {
+        run_until(
+            &mut server,
+            &mut [&mut a],
+            Duration::from_millis(500),
+            &[true],
+            |_| false,
+        );
+        closed = server.parked.iter().find_map(|n| match n {
+            Notice::Closed { key, reason } if *key == b.key => Some(*reason),
+            _ => None,
+        });
+        if closed.is_some() {
+            break;
+        }
+    }
+    assert_eq!(closed, Some(CloseReason::ConnectionFailed));
+    assert!(a.closed.is_none(), "the talking client is kept");
+    assert_eq!(server.pool.counters()[0].sessions, 1);
+}

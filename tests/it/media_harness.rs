@@ -63,10 +63,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(workers: usize) -> Server {
+        Self::start_with(workers, MediaSettings::default())
+    }
+
+    /// As `start`, with shortened media timings.
+    pub fn start_with(workers: usize, media: MediaSettings) -> Server {
         // Another test process can take the port between the pick and the bind: pick again.
         let mut last = None;
         for _ in 0..10 {
-            match Self::try_start(workers) {
+            match Self::try_start(workers, media) {
                 Ok(s) => return s,
                 Err(e) => last = Some(e),
             }
@@ -74,7 +79,7 @@ impl Server {
         panic!("worker pool did not start: {last:?}");
     }
 
-    fn try_start(workers: usize) -> Result<Server, rtcd::data::StartError> {
+    fn try_start(workers: usize, media: MediaSettings) -> Result<Server, rtcd::data::StartError> {
         let port = free_udp_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let ep = Endpoint {
@@ -91,7 +96,7 @@ impl Server {
                     udp: vec![addr],
                     tcp: vec![addr],
                 },
-                media: MediaSettings::default(),
+                media,
                 pin: false,
                 io: test_io(),
             },
