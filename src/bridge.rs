@@ -176,8 +176,25 @@ pub struct WorkerCounters {
     pub handovers: u64,
     /// Media packets pushed to other workers' fan-out rings.
     pub fanouts: u64,
+    /// Packets waiting in the fan-out rings towards this worker (sampled each turn).
+    pub ring_occupancy: u64,
+    /// Busy time per loop turn (sleep excluded).
+    pub loop_turns: LoopTurns,
     pub sessions: u64,
     pub drops: Vec<(&'static str, u64)>,
+}
+
+/// Upper bounds (seconds) of the loop-turn histogram buckets.
+pub const LOOP_TURN_BOUNDS: [f64; 12] = [
+    1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2,
+];
+
+/// A loop-turn duration histogram: counts per bucket (the last is +Inf), not cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopTurns {
+    pub buckets: [u64; LOOP_TURN_BOUNDS.len() + 1],
+    pub sum_nanos: u64,
+    pub count: u64,
 }
 
 /// Why a command could not be queued.

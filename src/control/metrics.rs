@@ -46,6 +46,9 @@ pub struct Metrics {
     pub worker_drops: IntCounterVec,
     pub worker_handovers: IntCounterVec,
     pub worker_fanouts: IntCounterVec,
+    pub ring_occupancy: IntGaugeVec,
+    /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
+    loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
     pub io_backend: IntGaugeVec,
     pub worker_sessions: IntGaugeVec,
 }
@@ -231,6 +234,13 @@ impl Metrics {
                 "Media packets handed to another worker's subscribers through the fan-out ring (extension)",
                 &["worker"],
             ),
+            ring_occupancy: gauge(
+                &r,
+                "rtc_fanout_ring_occupancy",
+                "Packets waiting in the fan-out rings towards each worker (extension)",
+                &["worker"],
+            ),
+            loop_turns: std::sync::Mutex::new(Vec::new()),
             io_backend: gauge(
                 &r,
                 "rtc_io_backend",
@@ -294,6 +304,21 @@ impl Metrics {
 
     /// Brings the per-worker counters up to the data plane's values (scrape time).
     pub fn sync_workers(&self, workers: &[crate::bridge::WorkerCounters]) {
+        if let Ok(mut t) = self.loop_turns.lock() {
+            *t = workers
+                .iter()
+                .map(|w| (w.worker, w.loop_turns.clone()))
+                .collect();
+        }
+        for w in workers {
+            let id = w.worker.to_string();
+            self.ring_occupancy
+                .with_label_values(&[&id])
+                .set(w.ring_occupancy as i64);
+            self.io_backend
+                .with_label_values(&[id.as_str(), w.io_backend])
+                .set(1);
+        }
         fn set(c: &prometheus::IntCounter, v: u64) {
             let cur = c.get();
             if v > cur {
@@ -337,14 +362,22 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition of everything registered.
+    /// Prometheus text exposition of everything registered, then the per-worker loop-turn
+    /// histograms (kept by the workers as plain atomics, rendered here).
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let enc = TextEncoder::new();
         if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "failed to encode metrics");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        let turns = self
+            .loop_turns
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        render_loop_turns(&mut out, &turns);
+        out
     }
 
     pub fn registry(&self) -> &Registry {
@@ -361,6 +394,58 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loop_turn_histogram_is_rendered_cumulatively_per_worker() {
+        let m = Metrics::new();
+        let mut turns = crate::bridge::LoopTurns::default();
+        turns.buckets[0] = 3; // ≤ 1 µs
+        turns.buckets[2] = 2; // ≤ 5 µs
+        turns.buckets[crate::bridge::LOOP_TURN_BOUNDS.len()] = 1; // +Inf
+        turns.count = 6;
+        turns.sum_nanos = 1_500_000_000;
+        m.sync_workers(&[crate::bridge::WorkerCounters {
+            worker: 1,
+            io_backend: "portable",
+            loop_turns: turns,
+            ring_occupancy: 7,
+            ..Default::default()
+        }]);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE rtcd_rtc_loop_turn_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_loop_turn_seconds_bucket{worker=\"1\",le=\"0.000001\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_loop_turn_seconds_bucket{worker=\"1\",le=\"0.000005\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_loop_turn_seconds_bucket{worker=\"1\",le=\"+Inf\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_loop_turn_seconds_sum{worker=\"1\"} 1.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_loop_turn_seconds_count{worker=\"1\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_fanout_ring_occupancy{worker=\"1\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtcd_rtc_io_backend{backend=\"portable\",worker=\"1\"} 1")
+                || text.contains("rtcd_rtc_io_backend{worker=\"1\",backend=\"portable\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn upstream_metric_names_are_exported() {
@@ -411,5 +496,38 @@ mod tests {
             text.contains("rtcd_process_resident_memory_bytes"),
             "{text}"
         );
+    }
+}
+
+/// Name of the loop-turn histogram (extension).
+pub const LOOP_TURN_METRIC: &str = "rtcd_rtc_loop_turn_seconds";
+
+/// Appends the loop-turn histograms in Prometheus text format.
+fn render_loop_turns(out: &mut String, turns: &[(usize, crate::bridge::LoopTurns)]) {
+    use std::fmt::Write;
+    if turns.is_empty() {
+        return;
+    }
+    let m = LOOP_TURN_METRIC;
+    let _ = writeln!(
+        out,
+        "# HELP {m} Busy time of one worker loop turn, sleep excluded (extension)"
+    );
+    let _ = writeln!(out, "# TYPE {m} histogram");
+    for (w, t) in turns {
+        let mut cumulative = 0u64;
+        for (i, n) in t.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = crate::bridge::LOOP_TURN_BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| format!("{b}"));
+            let _ = writeln!(out, "{m}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{m}_sum{{worker=\"{w}\"}} {}",
+            t.sum_nanos as f64 / 1e9
+        );
+        let _ = writeln!(out, "{m}_count{{worker=\"{w}\"}} {}", t.count);
     }
 }

@@ -468,8 +468,13 @@ pub struct Uring {
     /// vector grows.
     #[allow(clippy::vec_box)]
     recvs: Vec<Box<RecvSlot>>,
-    sends: Vec<Option<Box<SendSlot>>>,
+    /// Send slots, reused (never freed while the backend lives); `free_sends` lists the
+    /// idle ones.
+    #[allow(clippy::vec_box)]
+    sends: Vec<Box<SendSlot>>,
     free_sends: Vec<usize>,
+    /// Receive slots to re-arm (reused buffer).
+    rearm: Vec<usize>,
     failed: usize,
     unsubmitted: bool,
 }
@@ -486,7 +491,7 @@ impl Drop for Uring {
         for s in self.recvs.drain(..) {
             let _ = Box::leak(s);
         }
-        for s in self.sends.drain(..).flatten() {
+        for s in self.sends.drain(..) {
             let _ = Box::leak(s);
         }
     }
@@ -507,6 +512,7 @@ impl Uring {
             recvs: Vec::new(),
             sends: Vec::new(),
             free_sends: Vec::new(),
+            rearm: Vec::with_capacity(BATCH * 2),
             failed: 0,
             unsubmitted: false,
         };
@@ -574,7 +580,7 @@ impl UdpIo for Uring {
 
     fn recv(&mut self, batch: &mut RecvBatch) -> bool {
         batch.clear();
-        let mut rearm = Vec::new();
+        let mut rearm = std::mem::take(&mut self.rearm);
         let mut more = false;
         {
             let cq = self.ring.completion();
@@ -597,7 +603,7 @@ impl UdpIo for Uring {
                         self.failed += 1;
                     }
                     if let Some(s) = self.sends.get_mut(idx) {
-                        *s = None;
+                        s.data = Vec::new();
                         self.free_sends.push(idx);
                     }
                 }
@@ -607,11 +613,12 @@ impl UdpIo for Uring {
                 }
             }
         }
-        for idx in rearm {
+        for idx in rearm.drain(..) {
             if let Err(e) = self.arm_recv(idx) {
                 tracing::warn!(error = %e, "io_uring: cannot re-arm a receive");
             }
         }
+        self.rearm = rearm;
         if self.unsubmitted {
             let _ = self.ring.submit();
             self.unsubmitted = false;
@@ -625,32 +632,33 @@ impl UdpIo for Uring {
             return;
         }
         let (addr, addr_len) = to_sockaddr(dest);
-        let slot = Box::new(SendSlot {
-            data,
-            addr,
-            // SAFETY: plain old data, zero is valid.
-            iov: unsafe { zeroed() },
-            // SAFETY: as above.
-            msg: unsafe { zeroed() },
-        });
         let idx = match self.free_sends.pop() {
-            Some(i) => {
-                self.sends[i] = Some(slot);
-                i
-            }
+            Some(i) => i,
             None => {
-                self.sends.push(Some(slot));
+                self.sends.push(Box::new(SendSlot {
+                    data: Vec::new(),
+                    // SAFETY: plain old data, zero is valid.
+                    addr: unsafe { zeroed() },
+                    // SAFETY: as above.
+                    iov: unsafe { zeroed() },
+                    // SAFETY: as above.
+                    msg: unsafe { zeroed() },
+                }));
                 self.sends.len() - 1
             }
         };
-        let Some(Some(s)) = self.sends.get_mut(idx) else {
+        let Some(s) = self.sends.get_mut(idx) else {
             return;
         };
         let s = &mut **s;
+        s.data = data;
+        s.addr = addr;
         s.iov = libc::iovec {
             iov_base: s.data.as_mut_ptr() as *mut libc::c_void,
             iov_len: s.data.len(),
         };
+        // SAFETY: plain old data, zero is valid.
+        s.msg = unsafe { zeroed() };
         s.msg.msg_name = &mut s.addr as *mut _ as *mut libc::c_void;
         s.msg.msg_namelen = addr_len;
         s.msg.msg_iov = &mut s.iov;
@@ -660,7 +668,9 @@ impl UdpIo for Uring {
             .user_data(idx as u64);
         if self.push_sqe(&e).is_err() {
             self.failed += 1;
-            self.sends[idx] = None;
+            if let Some(s) = self.sends.get_mut(idx) {
+                s.data = Vec::new();
+            }
             self.free_sends.push(idx);
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::bridge::WorkerCounters;
+use crate::bridge::{LoopTurns, WorkerCounters, LOOP_TURN_BOUNDS};
 
 /// Why a packet or message was dropped; the label of `rtcd_rtc_drops_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub struct WorkerStats {
     handovers: AtomicU64,
     sessions: AtomicU64,
     fanouts: AtomicU64,
+    ring_occupancy: AtomicU64,
+    turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
+    turn_nanos: AtomicU64,
     drops: [AtomicU64; 14],
 }
 
@@ -85,6 +88,9 @@ impl WorkerStats {
             handovers: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             fanouts: AtomicU64::new(0),
+            ring_occupancy: AtomicU64::new(0),
+            turn_buckets: Default::default(),
+            turn_nanos: AtomicU64::new(0),
             drops: Default::default(),
         }
     }
@@ -98,6 +104,22 @@ impl WorkerStats {
     pub fn tx(&self, bytes: usize) {
         self.tx_packets.fetch_add(1, Relaxed);
         self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// One loop turn's busy time.
+    pub fn loop_turn(&self, busy: std::time::Duration) {
+        let secs = busy.as_secs_f64();
+        let i = LOOP_TURN_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LOOP_TURN_BOUNDS.len());
+        self.turn_buckets[i].fetch_add(1, Relaxed);
+        self.turn_nanos
+            .fetch_add(busy.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    pub fn set_ring_occupancy(&self, n: usize) {
+        self.ring_occupancy.store(n as u64, Relaxed);
     }
 
     /// A packet pushed to another worker's fan-out ring.
@@ -129,6 +151,16 @@ impl WorkerStats {
             tx_bytes: self.tx_bytes.load(Relaxed),
             handovers: self.handovers.load(Relaxed),
             fanouts: self.fanouts.load(Relaxed),
+            ring_occupancy: self.ring_occupancy.load(Relaxed),
+            loop_turns: {
+                let mut t = LoopTurns::default();
+                for (i, b) in self.turn_buckets.iter().enumerate() {
+                    t.buckets[i] = b.load(Relaxed);
+                }
+                t.count = t.buckets.iter().sum();
+                t.sum_nanos = self.turn_nanos.load(Relaxed);
+                t
+            },
             sessions: self.sessions.load(Relaxed),
             drops: Drop::ALL
                 .iter()

@@ -221,6 +221,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.backlog = false;
+            let turn_start = now;
             if !self.handle_commands(now) {
                 break;
             }
@@ -254,6 +255,9 @@ impl Worker {
             self.flush();
             self.wake_peers();
             self.stats.set_sessions(self.media.session_count());
+            self.stats
+                .set_ring_occupancy(self.rings_in.iter().map(|(_, r)| r.len()).sum());
+            self.stats.loop_turn(turn_start.elapsed());
         }
         self.media.close_all(Instant::now());
         self.flush();
