@@ -35,9 +35,14 @@ pub const MAX_TURN_CREDENTIALS_EXPIRATION_MINUTES: i64 = 7 * 24 * 60;
 /// Upper bound for our `rtc.workers` extension.
 pub const MAX_WORKERS: usize = 1024;
 
+/// Upper bound for our `rtc.drain_timeout_seconds` extension: one day.
+pub const MAX_DRAIN_TIMEOUT_SECONDS: i64 = 24 * 60 * 60;
+
 const PORT_RULE: &str = "must be in range 80-49151";
 const NACK_RULE: &str = "must be 0 (meaning 256) or a power of two in range 32-8192";
 const WORKERS_RULE: &str = "must be in range 0-1024 (0 means one worker per available core)";
+const DRAIN_RULE: &str =
+    "must be in range 0-86400 (seconds; 0 closes every session at once on shutdown)";
 const IO_BACKEND_RULE: &str = "must be one of \"auto\", \"io_uring\", \"portable\"";
 const HOST_PORT_RULE: &str =
     "must be a port in range 80-49151 or a comma-separated list of IP/port pairs";
@@ -115,6 +120,9 @@ pub struct RtcConfig {
     pub workers: usize,
     /// Extension (not upstream): socket I/O implementation.
     pub io_backend: IoBackend,
+    /// Extension (not upstream): on SIGTERM/SIGINT, how long running calls may go on (new
+    /// sessions refused) before the remaining sessions are closed. Upstream waits forever.
+    pub drain_timeout_seconds: i64,
 }
 
 /// `rtc.ice_host_port_override`: the port advertised in host candidates instead of the
@@ -291,6 +299,7 @@ impl Default for Config {
                 nack_disable_copy: true,
                 workers: 0,
                 io_backend: IoBackend::Auto,
+                drain_timeout_seconds: 30,
             },
             store: StoreConfig {
                 data_source: "/tmp/rtcd_db".into(),
@@ -559,6 +568,8 @@ enum Slot {
     Workers,
     /// rtc.io_backend (extension).
     IoBackend,
+    /// rtc.drain_timeout_seconds (extension).
+    DrainTimeout,
     /// rtc.ice_host_port_override: TOML integer or string, env string.
     HostPortOverride,
     /// rtc.ice_servers: TOML array of strings/tables, env JSON.
@@ -578,7 +589,10 @@ pub struct EnvVar {
 impl EnvVar {
     /// Whether the key is one of our extensions rather than an upstream key.
     pub fn is_extension(&self) -> bool {
-        matches!(self.slot, Slot::Workers | Slot::IoBackend)
+        matches!(
+            self.slot,
+            Slot::Workers | Slot::IoBackend | Slot::DrainTimeout
+        )
     }
 }
 
@@ -628,6 +642,7 @@ pub static ENV_TABLE: &[EnvVar] = &[
     // Our extensions (not upstream).
     var!("RTCD_RTC_WORKERS", "rtc.workers", Slot::Workers),
     var!("RTCD_RTC_IOBACKEND", "rtc.io_backend", Slot::IoBackend),
+    var!("RTCD_RTC_DRAINTIMEOUTSECONDS", "rtc.drain_timeout_seconds", Slot::DrainTimeout),
 ];
 
 /// A raw value on its way into a slot.
@@ -678,6 +693,10 @@ impl EnvVar {
             Slot::Workers => {
                 cfg.rtc.workers = usize::try_from(input_int(input, false)?)
                     .map_err(|_| Bad::rule(WORKERS_RULE))?;
+            }
+            Slot::DrainTimeout => {
+                // Range checked in `validate`, like upstream's integer keys.
+                cfg.rtc.drain_timeout_seconds = input_int(input, false)?;
             }
             Slot::IoBackend => {
                 cfg.rtc.io_backend = input_str(input, IO_BACKEND_RULE)?
@@ -1255,6 +1274,13 @@ impl Config {
                 WORKERS_RULE,
             ));
         }
+        if !(0..=MAX_DRAIN_TIMEOUT_SECONDS).contains(&rtc.drain_timeout_seconds) {
+            return Err(invalid(
+                "rtc.drain_timeout_seconds",
+                rtc.drain_timeout_seconds.to_string(),
+                DRAIN_RULE,
+            ));
+        }
 
         // store
         if self.store.data_source.is_empty() {
@@ -1355,6 +1381,10 @@ impl Config {
             ("rtc.nack_disable_copy", r.nack_disable_copy.to_string()),
             ("rtc.workers", r.workers.to_string()),
             ("rtc.io_backend", q(r.io_backend.as_str())),
+            (
+                "rtc.drain_timeout_seconds",
+                r.drain_timeout_seconds.to_string(),
+            ),
             ("store.data_source", q(&self.store.data_source)),
             ("logger.enable_console", l.enable_console.to_string()),
             ("logger.console_json", l.console_json.to_string()),
@@ -1577,6 +1607,7 @@ mod tests {
             ("rtc.nack_disable_copy", "true"),
             ("rtc.workers", "0"),
             ("rtc.io_backend", "\"auto\""),
+            ("rtc.drain_timeout_seconds", "30"),
             ("store.data_source", "\"/tmp/rtcd_db\""),
             ("logger.enable_console", "true"),
             ("logger.console_json", "false"),
@@ -1655,10 +1686,11 @@ mod tests {
         let upstream: BTreeSet<String> =
             UPSTREAM_SAMPLE_KEYS.iter().map(|s| s.to_string()).collect();
         let all: BTreeSet<String> = active.union(&commented).cloned().collect();
-        let extensions: BTreeSet<String> = ["rtc.workers", "rtc.io_backend"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let extensions: BTreeSet<String> =
+            ["rtc.workers", "rtc.io_backend", "rtc.drain_timeout_seconds"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         assert_eq!(
             all,
             upstream
@@ -1675,7 +1707,8 @@ mod tests {
         // Uncommenting the extensions yields a valid config.
         let uncommented = SAMPLE
             .replace("# workers = 0", "workers = 0")
-            .replace("# io_backend = \"auto\"", "io_backend = \"auto\"");
+            .replace("# io_backend = \"auto\"", "io_backend = \"auto\"")
+            .replace("# drain_timeout_seconds = 30", "drain_timeout_seconds = 30");
         assert_ne!(uncommented, SAMPLE);
         Config::from_toml_str(&uncommented)
             .unwrap()
@@ -1836,6 +1869,7 @@ mod tests {
                 "logger.file_location" => "/var/log/rtcd.log",
                 "rtc.workers" => "3",
                 "rtc.io_backend" => "portable",
+                "rtc.drain_timeout_seconds" => "5",
                 key => match (&entry.slot, before[key].as_str()) {
                     (Slot::Bool(_), "true") => "f",
                     (Slot::Bool(_), "false") => "T",
@@ -1878,7 +1912,14 @@ mod tests {
             .filter(|e| e.is_extension())
             .map(|e| e.name)
             .collect();
-        assert_eq!(ours, vec!["RTCD_RTC_WORKERS", "RTCD_RTC_IOBACKEND"]);
+        assert_eq!(
+            ours,
+            vec![
+                "RTCD_RTC_WORKERS",
+                "RTCD_RTC_IOBACKEND",
+                "RTCD_RTC_DRAINTIMEOUTSECONDS"
+            ]
+        );
         assert_eq!(ENV_TABLE.len(), UPSTREAM_ENV_NAMES.len() + ours.len());
         // Every key can be displayed.
         assert_eq!(Config::default().effective_values().len(), ENV_TABLE.len());
@@ -2342,6 +2383,18 @@ mod tests {
         assert_eq!(zero.rtc.effective_nack_buffer_size(), 256);
         assert_rejects("[rtc]\nworkers = 1025", "rtc.workers", "1025", WORKERS_RULE);
         assert_rejects("[rtc]\nworkers = -1", "rtc.workers", "-1", WORKERS_RULE);
+        assert_rejects(
+            "[rtc]\ndrain_timeout_seconds = -1",
+            "rtc.drain_timeout_seconds",
+            "-1",
+            DRAIN_RULE,
+        );
+        assert_rejects(
+            "[rtc]\ndrain_timeout_seconds = 86401",
+            "rtc.drain_timeout_seconds",
+            "86401",
+            DRAIN_RULE,
+        );
         assert_rejects(
             "[rtc]\nio_backend = \"epoll\"",
             "rtc.io_backend",
