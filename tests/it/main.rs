@@ -8,4 +8,5 @@ mod common;
 mod daemon;
 mod media;
 mod media_harness;
+mod ops;
 mod ws;
