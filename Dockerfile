@@ -8,7 +8,8 @@
 # io_uring: Docker's and Kubernetes' default seccomp profiles block the io_uring syscalls, so
 # rtc.io_backend = "auto" (the default) falls back to the portable backend and logs it. To use
 # io_uring, run with a seccomp profile that allows io_uring_setup/io_uring_enter/
-# io_uring_register and a memlock limit that fits its buffers (--ulimit memlock=1073741824).
+# io_uring_register and a memlock limit that fits its rings and registered buffers
+# (--ulimit memlock=1073741824, as LimitMEMLOCK in deploy/rtcd.service).
 
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build

@@ -108,6 +108,14 @@ fn warn_untuned_host() {
     let root = std::path::Path::new("/proc/sys");
     let findings =
         rtcd::tuning::check(|key| std::fs::read_to_string(rtcd::tuning::proc_path(root, key)).ok());
+    let unreadable = findings
+        .iter()
+        .filter(|f| f.verdict == rtcd::tuning::Verdict::Unreadable)
+        .count();
+    if unreadable == findings.len() {
+        tracing::info!("cannot read /proc/sys; host tuning not checked");
+        return;
+    }
     let mut untuned = 0;
     for f in findings.iter().filter(|f| f.is_untuned()) {
         untuned += 1;

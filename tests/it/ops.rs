@@ -1,5 +1,6 @@
-//! Operations artefacts that must not drift from the code: the Grafana dashboard's metric
-//! names, the config `scripts/install.sh` writes, and the Kubernetes ConfigMap's config.
+//! Operations artefacts that must not drift from the code (the Grafana dashboard's metric
+//! names, the config `scripts/install.sh` writes, the Kubernetes ConfigMap's config) and the
+//! control plane's side of a graceful drain.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -139,5 +140,52 @@ fn kubernetes_configmap_config_is_valid_and_sets_the_drain_timeout() {
     assert!(
         grace >= 10 + cfg.rtc.drain_timeout_seconds + 12,
         "grace period {grace} s must cover preStop (10 s) + drain + close and HTTP shutdown (12 s)"
+    );
+}
+
+/// The control plane's side of a drain, without the binary: joins refused with `close` and
+/// counted, the refused session never reaches a worker, existing sessions keep their routing,
+/// and `/system` reports the draining load.
+#[tokio::test]
+async fn while_draining_a_join_gets_close_and_system_reports_the_draining_load() {
+    use crate::common::*;
+    use rtcd::bridge::Command;
+    use rtcd_proto::ws::ClientMessage;
+
+    let server = TestServer::default().await;
+    server.register("mm", KEY).await;
+    let mut plugin = Plugin::connect(&server, "mm", KEY).await;
+    plugin.send_raw(join_frame("call1", "u1", "live")).await;
+    server.wait_commands(1).await;
+
+    server.control.as_ref().unwrap().begin_drain();
+    plugin.send_raw(join_frame("call1", "u2", "late")).await;
+    match plugin.recv().await {
+        ClientMessage::Close { session_id } => assert_eq!(session_id, "late"),
+        other => panic!("expected close, got {other:?}"),
+    }
+    let cmds = server.data.commands();
+    assert_eq!(cmds.len(), 1, "the refused join never reached a worker");
+    assert!(matches!(&cmds[0].1, Command::Join(i) if &*i.key.session_id == "live"));
+    assert_eq!(server.hub().session_count(), 1, "the live session stays");
+    assert!(server
+        .metrics_text()
+        .contains("rtcd_ws_errors_total{clientID=\"mm\",type=\"draining\"} 1"));
+
+    // Signaling for the live session still reaches its worker.
+    plugin.send_raw(rtc_frame("live", 3, b"")).await;
+    server.wait_commands(2).await;
+
+    let v: serde_json::Value = http()
+        .get(server.url("/system"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["cpu_load"].as_f64(),
+        Some(rtcd::control::system::DRAINING_CPU_LOAD)
     );
 }
