@@ -296,7 +296,8 @@ async fn sigterm_drains_a_live_session_refuses_new_joins_then_closes_it_and_exit
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_DRAINTIMEOUTSECONDS", "2")]);
+    // Short, but with room for a loaded machine to answer the offer before it ends.
+    let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_DRAINTIMEOUTSECONDS", "4")]);
     d.wait_ready().await;
     let mut ws = plugin_with_live_session(port).await;
 
@@ -365,15 +366,24 @@ async fn sigterm_drains_a_live_session_refuses_new_joins_then_closes_it_and_exit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_cuts_the_drain_short() {
+    second_signal_cuts_the_drain_short("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_twice_cuts_the_drain_short() {
+    second_signal_cuts_the_drain_short("INT").await;
+}
+
+async fn second_signal_cuts_the_drain_short(sig: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_DRAINTIMEOUTSECONDS", "600")]);
     d.wait_ready().await;
     let _ws = plugin_with_live_session(port).await;
-    d.signal("TERM");
+    d.signal(sig);
     wait_draining(port).await;
     assert!(d.child.try_wait().unwrap().is_none(), "draining");
-    d.signal("TERM");
+    d.signal(sig);
     let status = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "an interrupted drain exits 1");
 }

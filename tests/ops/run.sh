@@ -143,6 +143,18 @@ install_replaces_a_changed_binary() {
   grep -q 'binary: rtcd v0.0.1-test' <<<"$out" || fail "new version not reported"
 }
 
+install_with_a_prefix_points_the_unit_at_the_prefixed_binary() {
+  local d="$work/root9"
+  install_to "$d" --prefix /opt/rtcd --no-tune
+  [ -x "$d/opt/rtcd/bin/rtcd" ] || fail "binary not under the prefix"
+  [ -x "$d/opt/rtcd/lib/rtcd/tune.sh" ] || fail "scripts not under the prefix"
+  [ ! -e "$d/usr/local/bin/rtcd" ] || fail "installed to /usr/local too"
+  grep -qx 'ExecStart=/opt/rtcd/bin/rtcd --config /etc/rtcd/config.toml' "$d/etc/systemd/system/rtcd.service" ||
+    fail "unit ExecStart not rewritten: $(grep ExecStart "$d/etc/systemd/system/rtcd.service")"
+  scripts/install.sh --destdir "$d" --prefix /opt/rtcd --uninstall
+  [ ! -e "$d/opt/rtcd/bin/rtcd" ] || fail "uninstall with the prefix left the binary"
+}
+
 uninstall_removes_what_it_installed_and_keeps_config_and_credentials() {
   local d="$work/root6"
   install_to "$d"
@@ -450,6 +462,7 @@ for t in \
   install_does_not_overwrite_an_existing_config \
   install_twice_changes_nothing_the_second_time \
   install_replaces_a_changed_binary \
+  install_with_a_prefix_points_the_unit_at_the_prefixed_binary \
   uninstall_removes_what_it_installed_and_keeps_config_and_credentials \
   install_on_the_host_refuses_to_run_without_root \
   install_without_cargo_or_binary_names_the_missing_tool \
