@@ -88,7 +88,8 @@ pub async fn serve_conn(
             _ = shutdown.changed() => {
                 // Frames queued before shutdown (the drain's `close` messages) go out first.
                 while let Ok(frame) = out_rx.try_recv() {
-                    if !matches!(timeout(settings.write_timeout, sink.send(Message::Binary(frame.into()))).await, Ok(Ok(()))) {
+                    let sent = timeout(settings.write_timeout, sink.send(Message::Binary(frame.into())));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         break;
                     }
                 }
