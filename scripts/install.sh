@@ -75,12 +75,22 @@ if [ "$host" = 1 ]; then
   if [ "$dry_run" = 0 ] && [ "$(id -u)" -ne 0 ]; then
     die "must run as root (sudo $0 ...), or stage with --destdir DIR / preview with --dry-run"
   fi
+  # sd_booted(3): the host runs systemd as init.
+  if [ ! -d "${RTCD_SYSTEMD_RUN_DIR:-/run/systemd/system}" ]; then
+    if [ "$dry_run" = 1 ]; then
+      say "note: systemd is not running on this host; a real install would stop here"
+    else
+      die "systemd is not running on this host (no /run/systemd/system): stage files with --destdir DIR instead"
+    fi
+  fi
 fi
 
 # Runs a command, or prints it under --dry-run.
 run() {
   if [ "$dry_run" = 1 ]; then
-    printf '[dry-run] %s\n' "$*"
+    printf '[dry-run]'
+    printf ' %q' "$@"
+    printf '\n'
   else
     "$@"
   fi
@@ -112,7 +122,7 @@ put() {
 
 # ------------------------------------------------------------------------------ uninstall
 if [ "$uninstall" = 1 ]; then
-  if [ "$host" = 1 ] && systemctl list-unit-files rtcd.service >/dev/null 2>&1; then
+  if [ "$host" = 1 ] && [ -e "$unit_path" ]; then
     run systemctl disable --now rtcd.service || true
   fi
   for f in "$bin_path" "$unit_path" "$sysctl_path" "$lib_dir/tune.sh" "$lib_dir/irq-affinity.sh" "$lib_dir/99-rtcd.conf"; do
@@ -235,7 +245,7 @@ if [ "$host" = 1 ]; then
   run systemctl daemon-reload
   run systemctl enable rtcd.service
   if [ "$start" = 1 ]; then
-    if [ "$changed" = 1 ] && systemctl is-active --quiet rtcd.service; then
+    if [ "$changed" = 1 ] && systemctl is-active --quiet rtcd.service 2>/dev/null; then
       say "restarting rtcd (binary or unit changed; running calls are drained first)"
       run systemctl restart rtcd.service
     else

@@ -67,6 +67,35 @@ install_dry_run_changes_nothing() {
   grep -q 'etc/rtcd/config.toml' <<<"$out" || fail "config not shown"
 }
 
+install_dry_run_on_the_host_prints_host_changes_and_makes_none() {
+  [ "$(id -u)" -eq 0 ] || skip "needs root to reach the host-mode checks"
+  command -v systemctl >/dev/null || skip "no systemctl here"
+  command -v useradd >/dev/null || skip "no useradd here"
+  local paths=(/usr/local/bin/rtcd /usr/local/lib/rtcd /etc/rtcd /etc/systemd/system/rtcd.service
+    /etc/sysctl.d/99-rtcd.conf /var/lib/rtcd /var/log/rtcd)
+  local before after out p
+  before=$(for p in "${paths[@]}"; do stat -c '%n %a %s %Y' "$p" 2>/dev/null || echo "$p absent"; done; getent passwd rtcd || true)
+  out=$(scripts/install.sh --dry-run --binary "$fake_bin" 2>&1)
+  echo "$out"
+  after=$(for p in "${paths[@]}"; do stat -c '%n %a %s %Y' "$p" 2>/dev/null || echo "$p absent"; done; getent passwd rtcd || true)
+  [ "$before" = "$after" ] || fail "the host changed: $before -> $after"
+  grep -q '^\[dry-run\] systemctl enable rtcd.service' <<<"$out" || fail "no systemctl enable shown"
+  getent passwd rtcd >/dev/null || grep -q '^\[dry-run\] useradd --system' <<<"$out" || fail "no useradd shown"
+  if grep -q '^set ' <<<"$out"; then fail "live kernel values were changed"; fi
+}
+
+install_on_a_host_without_systemd_running_says_so() {
+  [ "$(id -u)" -eq 0 ] || skip "needs root to reach the host-mode checks"
+  command -v systemctl >/dev/null || skip "no systemctl here"
+  command -v useradd >/dev/null || skip "no useradd here"
+  local out
+  if out=$(RTCD_SYSTEMD_RUN_DIR="$work/no-such-dir" scripts/install.sh --binary "$fake_bin" 2>&1); then
+    fail "installed without systemd"
+  fi
+  echo "$out"
+  grep -q 'systemd is not running' <<<"$out" || fail "unclear error"
+}
+
 install_into_destdir_puts_files_in_place_with_their_modes() {
   local d="$work/root1"
   install_to "$d"
@@ -457,6 +486,8 @@ shell_scripts_are_shellcheck_clean() {
 
 for t in \
   install_dry_run_changes_nothing \
+  install_dry_run_on_the_host_prints_host_changes_and_makes_none \
+  install_on_a_host_without_systemd_running_says_so \
   install_into_destdir_puts_files_in_place_with_their_modes \
   install_writes_config_with_store_in_the_state_directory \
   install_does_not_overwrite_an_existing_config \
