@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine of this kind (idempotent).
 # Everything comes from the package registries by name; nothing is downloaded otherwise.
-# Usage: scripts/deps.sh [--e2e]   (--e2e: also chromium, nftables, iproute2, nodejs/npm and
-#        `npm ci` in e2e/ for scripts/e2e.sh)
+# Usage: scripts/deps.sh [--e2e] [--ops]   (--e2e: also chromium, nftables, iproute2,
+#        nodejs/npm and `npm ci` in e2e/ for scripts/e2e.sh; --ops: systemd-analyze, the
+#        shell linter and python3-yaml for tests/ops/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +25,11 @@ if [ "${1:-}" = --aiortc ]; then
 fi
 # --- end of aiortc block ---
 
-e2e=0
+e2e=0 ops=0
 for arg in "$@"; do
   case "$arg" in
     --e2e) e2e=1 ;;
+    --ops) ops=1 ;;
     *) echo "deps: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +43,11 @@ if [ "$e2e" = 1 ]; then
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
+if [ "$ops" = 1 ]; then
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+  /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -3,18 +3,21 @@
 #   1. Rust: unit and integration tests (cargo nextest, or cargo test), incl. str0m clients
 #   2. aiortc: protocol-level tests with a third-party WebRTC stack (scripts/aiortc.sh)
 #   3. Chromium running Mattermost's RTCPeer in a loopback-only netns (scripts/e2e.sh)
+#   4. ops: install.sh into a temp DESTDIR, systemd unit, tuning scripts on fake /proc and
+#      /sys trees, Kubernetes manifests, shellcheck (tests/ops/run.sh; never touches the host)
 # Usage: scripts/test.sh   (installs missing test dependencies first when run as root;
-#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e" picks suites)
+#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e ops" picks suites)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
-suites=${RTCD_TEST_SUITES:-"rust aiortc e2e"}
+suites=${RTCD_TEST_SUITES:-"rust aiortc e2e ops"}
 want() { case " $suites " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if [ "${RTCD_SKIP_DEPS:-0}" != 1 ]; then
   args=()
   want aiortc && args+=(--aiortc)
   want e2e && args+=(--e2e)
+  want ops && args+=(--ops)
   scripts/deps.sh "${args[@]}" || exit 1
 fi
 
@@ -86,6 +89,17 @@ if want e2e && [ -x scripts/e2e.sh ]; then
   p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -n 1)
   f=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -n 1)
   s=$(sed -nE 's/^# skipped ([0-9]+)/\1/p' "$log" | tail -n 1)
+  [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "${f:-0}" "${s:-0}"
+fi
+
+if want ops; then
+  echo "== ops"
+  tests/ops/run.sh 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^ops: [0-9]+ passed' "$log" | tail -n 1)
+  p=$(num passed "$line"); f=$(num failed "$line"); s=$(num skipped "$line")
   [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
   [ "$rc" -ne 0 ] && status=1
   add "${p:-0}" "${f:-0}" "${s:-0}"

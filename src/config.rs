@@ -35,12 +35,17 @@ pub const MAX_TURN_CREDENTIALS_EXPIRATION_MINUTES: i64 = 7 * 24 * 60;
 /// Upper bound for our `rtc.workers` extension.
 pub const MAX_WORKERS: usize = 1024;
 
+/// Upper bound for our `rtc.drain_timeout_seconds` extension: one day.
+pub const MAX_DRAIN_TIMEOUT_SECONDS: i64 = 24 * 60 * 60;
+
 const PORT_RULE: &str = "must be in range 80-49151";
 const NACK_RULE: &str = "must be 0 (meaning 256) or a power of two in range 32-8192";
 const WORKERS_RULE: &str = "must be in range 0-1024 (0 means one worker per available core)";
 const SPILL_RULE: &str = "must be in range 0-1000000 (0 means a call never spills)";
 /// Default of our `rtc.worker_spill_sessions` extension.
 pub const DEFAULT_SPILL_SESSIONS: usize = 256;
+const DRAIN_RULE: &str =
+    "must be in range 0-86400 (seconds; 0 closes every session at once on shutdown)";
 const IO_BACKEND_RULE: &str = "must be one of \"auto\", \"io_uring\", \"portable\"";
 const HOST_PORT_RULE: &str =
     "must be a port in range 80-49151 or a comma-separated list of IP/port pairs";
@@ -121,6 +126,9 @@ pub struct RtcConfig {
     /// Extension (not upstream): a call's new sessions join its worker while that worker
     /// hosts fewer sessions than this, else the least-loaded worker; 0 = never spill.
     pub worker_spill_sessions: usize,
+    /// Extension (not upstream): on SIGTERM/SIGINT, how long running calls may go on (new
+    /// sessions refused) before the remaining sessions are closed. Upstream waits forever.
+    pub drain_timeout_seconds: i64,
 }
 
 /// `rtc.ice_host_port_override`: the port advertised in host candidates instead of the
@@ -298,6 +306,7 @@ impl Default for Config {
                 workers: 0,
                 io_backend: IoBackend::Auto,
                 worker_spill_sessions: DEFAULT_SPILL_SESSIONS,
+                drain_timeout_seconds: 30,
             },
             store: StoreConfig {
                 data_source: "/tmp/rtcd_db".into(),
@@ -568,6 +577,8 @@ enum Slot {
     IoBackend,
     /// rtc.worker_spill_sessions (extension).
     SpillSessions,
+    /// rtc.drain_timeout_seconds (extension).
+    DrainTimeout,
     /// rtc.ice_host_port_override: TOML integer or string, env string.
     HostPortOverride,
     /// rtc.ice_servers: TOML array of strings/tables, env JSON.
@@ -589,7 +600,7 @@ impl EnvVar {
     pub fn is_extension(&self) -> bool {
         matches!(
             self.slot,
-            Slot::Workers | Slot::IoBackend | Slot::SpillSessions
+            Slot::Workers | Slot::IoBackend | Slot::SpillSessions | Slot::DrainTimeout
         )
     }
 }
@@ -645,6 +656,7 @@ pub static ENV_TABLE: &[EnvVar] = &[
         "rtc.worker_spill_sessions",
         Slot::SpillSessions
     ),
+    var!("RTCD_RTC_DRAINTIMEOUTSECONDS", "rtc.drain_timeout_seconds", Slot::DrainTimeout),
 ];
 
 /// A raw value on its way into a slot.
@@ -699,6 +711,10 @@ impl EnvVar {
             Slot::SpillSessions => {
                 cfg.rtc.worker_spill_sessions =
                     usize::try_from(input_int(input, false)?).map_err(|_| Bad::rule(SPILL_RULE))?;
+            }
+            Slot::DrainTimeout => {
+                // Range checked in `validate`, like upstream's integer keys.
+                cfg.rtc.drain_timeout_seconds = input_int(input, false)?;
             }
             Slot::IoBackend => {
                 cfg.rtc.io_backend = input_str(input, IO_BACKEND_RULE)?
@@ -1283,6 +1299,13 @@ impl Config {
                 SPILL_RULE,
             ));
         }
+        if !(0..=MAX_DRAIN_TIMEOUT_SECONDS).contains(&rtc.drain_timeout_seconds) {
+            return Err(invalid(
+                "rtc.drain_timeout_seconds",
+                rtc.drain_timeout_seconds.to_string(),
+                DRAIN_RULE,
+            ));
+        }
 
         // store
         if self.store.data_source.is_empty() {
@@ -1386,6 +1409,10 @@ impl Config {
             (
                 "rtc.worker_spill_sessions",
                 r.worker_spill_sessions.to_string(),
+            ),
+            (
+                "rtc.drain_timeout_seconds",
+                r.drain_timeout_seconds.to_string(),
             ),
             ("store.data_source", q(&self.store.data_source)),
             ("logger.enable_console", l.enable_console.to_string()),
@@ -1610,6 +1637,7 @@ mod tests {
             ("rtc.workers", "0"),
             ("rtc.io_backend", "\"auto\""),
             ("rtc.worker_spill_sessions", "256"),
+            ("rtc.drain_timeout_seconds", "30"),
             ("store.data_source", "\"/tmp/rtcd_db\""),
             ("logger.enable_console", "true"),
             ("logger.console_json", "false"),
@@ -1688,11 +1716,15 @@ mod tests {
         let upstream: BTreeSet<String> =
             UPSTREAM_SAMPLE_KEYS.iter().map(|s| s.to_string()).collect();
         let all: BTreeSet<String> = active.union(&commented).cloned().collect();
-        let extensions: BTreeSet<String> =
-            ["rtc.workers", "rtc.io_backend", "rtc.worker_spill_sessions"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let extensions: BTreeSet<String> = [
+            "rtc.workers",
+            "rtc.io_backend",
+            "rtc.worker_spill_sessions",
+            "rtc.drain_timeout_seconds",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             all,
             upstream
@@ -1713,7 +1745,8 @@ mod tests {
             .replace(
                 "# worker_spill_sessions = 256",
                 "worker_spill_sessions = 256",
-            );
+            )
+            .replace("# drain_timeout_seconds = 30", "drain_timeout_seconds = 30");
         assert_ne!(uncommented, SAMPLE);
         Config::from_toml_str(&uncommented)
             .unwrap()
@@ -1875,6 +1908,7 @@ mod tests {
                 "rtc.workers" => "3",
                 "rtc.io_backend" => "portable",
                 "rtc.worker_spill_sessions" => "17",
+                "rtc.drain_timeout_seconds" => "5",
                 key => match (&entry.slot, before[key].as_str()) {
                     (Slot::Bool(_), "true") => "f",
                     (Slot::Bool(_), "false") => "T",
@@ -1922,7 +1956,8 @@ mod tests {
             vec![
                 "RTCD_RTC_WORKERS",
                 "RTCD_RTC_IOBACKEND",
-                "RTCD_RTC_WORKERSPILLSESSIONS"
+                "RTCD_RTC_WORKERSPILLSESSIONS",
+                "RTCD_RTC_DRAINTIMEOUTSECONDS"
             ]
         );
         assert_eq!(ENV_TABLE.len(), UPSTREAM_ENV_NAMES.len() + ours.len());
@@ -2388,6 +2423,18 @@ mod tests {
         assert_eq!(zero.rtc.effective_nack_buffer_size(), 256);
         assert_rejects("[rtc]\nworkers = 1025", "rtc.workers", "1025", WORKERS_RULE);
         assert_rejects("[rtc]\nworkers = -1", "rtc.workers", "-1", WORKERS_RULE);
+        assert_rejects(
+            "[rtc]\ndrain_timeout_seconds = -1",
+            "rtc.drain_timeout_seconds",
+            "-1",
+            DRAIN_RULE,
+        );
+        assert_rejects(
+            "[rtc]\ndrain_timeout_seconds = 86401",
+            "rtc.drain_timeout_seconds",
+            "86401",
+            DRAIN_RULE,
+        );
         assert_rejects(
             "[rtc]\nio_backend = \"epoll\"",
             "rtc.io_backend",

@@ -9,4 +9,5 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod logging;
+pub mod tuning;
 pub mod version;

@@ -1,4 +1,12 @@
-//! `rtcd`: config → data plane → control plane → wait for a signal → stop.
+//! `rtcd`: config → host tuning check → data plane → control plane → wait for a signal →
+//! drain → stop.
+//!
+//! Shutdown (extension; upstream waits for every call without a bound, spec §10): the first
+//! SIGTERM or SIGINT starts a drain — `join` is refused with `close`, `/system` reports a very
+//! high load, running calls go on — until no session is left or `rtc.drain_timeout_seconds`
+//! pass; then the workers close the remaining sessions (the plugin gets `close` for each), the
+//! plugin connections and the HTTP server stop, and the process exits 0. A second signal at
+//! any point exits at once with status 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
     for v in &report.env_applied {
         tracing::info!(var = %v, "config overridden from environment");
     }
+    warn_untuned_host();
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -81,17 +90,58 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match rt.block_on(run(cfg)) {
+        Ok(Stopped::Drained) => ExitCode::SUCCESS,
+        Ok(Stopped::Interrupted) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("rtcd: {e}");
             ExitCode::from(1)
         }
+    };
+    // Tasks still running after an interrupted drain are dropped, not waited for.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+/// Logs one warning per kernel setting below what `tuning/99-rtcd.conf` wants.
+fn warn_untuned_host() {
+    let root = std::path::Path::new("/proc/sys");
+    let findings =
+        rtcd::tuning::check(|key| std::fs::read_to_string(rtcd::tuning::proc_path(root, key)).ok());
+    let unreadable = findings
+        .iter()
+        .filter(|f| f.verdict == rtcd::tuning::Verdict::Unreadable)
+        .count();
+    if unreadable == findings.len() {
+        tracing::info!("cannot read /proc/sys; host tuning not checked");
+        return;
+    }
+    let mut untuned = 0;
+    for f in findings.iter().filter(|f| f.is_untuned()) {
+        untuned += 1;
+        tracing::warn!(
+            key = f.setting.key,
+            current = f.current.as_deref().unwrap_or(""),
+            wanted = f.setting.wanted,
+            why = f.setting.why,
+            "host not tuned for UDP media (see tuning/tune.sh --check)"
+        );
+    }
+    if untuned == 0 {
+        tracing::info!("host kernel settings meet tuning/99-rtcd.conf");
     }
 }
 
-async fn run(cfg: Config) -> Result<(), String> {
+/// How the daemon stopped.
+enum Stopped {
+    /// After a drain (or with no sessions): exit 0.
+    Drained,
+    /// A second signal cut the drain short.
+    Interrupted,
+}
+
+async fn run(cfg: Config) -> Result<Stopped, String> {
     let workers = match cfg.rtc.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -140,39 +190,106 @@ async fn run(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    control.hub.stop_accepting();
+    let mut signals = Signals::new();
+    signals.recv().await;
+    let drain_for = Duration::from_secs(cfg.rtc.drain_timeout_seconds.max(0) as u64);
+    tracing::info!(
+        sessions = control.hub.session_count(),
+        timeout_s = drain_for.as_secs(),
+        "draining: new sessions refused, running calls continue until they end or the timeout"
+    );
+    control.begin_drain();
+    let deadline = tokio::time::Instant::now() + drain_for;
+    let interrupted = loop {
+        if control.hub.session_count() == 0 {
+            break false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep_until(deadline) => break false,
+            _ = signals.recv() => break true,
+        }
+    };
+    if interrupted {
+        return Ok(interrupt(&control.hub));
+    }
+    let left = control.hub.session_count();
+    if left > 0 {
+        tracing::warn!(
+            sessions = left,
+            "drain timeout reached: closing the remaining sessions"
+        );
+    }
     control.hub.shutdown_data_plane();
-    // Let the workers' close notices reach the plugin before the sockets go.
+    // Let the workers' close notices reach the plugin before the connections go.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while control.hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    control.shutdown().await;
-    drop(pool);
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = signals.recv() => return Ok(interrupt(&control.hub)),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    let hub = control.hub.clone();
+    tokio::select! {
+        _ = control.shutdown() => {}
+        _ = signals.recv() => return Ok(interrupt(&hub)),
+    }
+    drop(pool);
+    tracing::info!("stopped");
+    Ok(Stopped::Drained)
+}
+
+/// A second signal: stop the workers and leave now.
+fn interrupt(hub: &rtcd::control::hub::Hub) -> Stopped {
+    tracing::warn!("second signal: exiting without waiting for the drain");
+    hub.shutdown_data_plane();
+    Stopped::Interrupted
+}
+
+/// SIGTERM and SIGINT, each delivery counted once (the first starts the drain, the next one
+/// cuts it short).
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

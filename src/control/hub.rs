@@ -48,6 +48,8 @@ pub enum HubError {
     MissingSessionId,
     #[error("data plane refused the command: {0}")]
     DataPlane(String),
+    #[error("draining: session {0} refused")]
+    Draining(String),
 }
 
 impl HubError {
@@ -61,6 +63,7 @@ impl HubError {
             HubError::UnknownSession(_) => "unknown_session",
             HubError::MissingSessionId => "missing_session_id",
             HubError::DataPlane(_) => "data_plane",
+            HubError::Draining(_) => "draining",
         }
     }
 }
@@ -276,9 +279,17 @@ impl Hub {
         let worker = {
             let mut st = self.lock();
             if !st.accepting {
-                return Err(HubError::DataPlane(
-                    "draining: not accepting new sessions".into(),
-                ));
+                // Extension (drain): answer with `close` at once so the plugin removes the
+                // user instead of waiting for a session that will never come.
+                let target = Self::route(&st, conn_id, group);
+                drop(st);
+                let mut frame = Vec::new();
+                ClientMessage::Close {
+                    session_id: join.session_id.clone(),
+                }
+                .encode(&mut frame);
+                self.deliver(target, &key, "close", frame, false);
+                return Err(HubError::Draining(join.session_id));
             }
             if st.sessions.contains_key(&key) {
                 return Err(HubError::DuplicateSession(join.session_id.clone()));

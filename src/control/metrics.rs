@@ -391,6 +391,39 @@ impl Default for Metrics {
     }
 }
 
+/// Name of the loop-turn histogram (extension).
+pub const LOOP_TURN_METRIC: &str = "rtcd_rtc_loop_turn_seconds";
+
+/// Appends the loop-turn histograms in Prometheus text format.
+fn render_loop_turns(out: &mut String, turns: &[(usize, crate::bridge::LoopTurns)]) {
+    use std::fmt::Write;
+    if turns.is_empty() {
+        return;
+    }
+    let m = LOOP_TURN_METRIC;
+    let _ = writeln!(
+        out,
+        "# HELP {m} Busy time of one worker loop turn, sleep excluded (extension)"
+    );
+    let _ = writeln!(out, "# TYPE {m} histogram");
+    for (w, t) in turns {
+        let mut cumulative = 0u64;
+        for (i, n) in t.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = crate::bridge::LOOP_TURN_BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| format!("{b}"));
+            let _ = writeln!(out, "{m}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{m}_sum{{worker=\"{w}\"}} {}",
+            t.sum_nanos as f64 / 1e9
+        );
+        let _ = writeln!(out, "{m}_count{{worker=\"{w}\"}} {}", t.count);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,38 +529,5 @@ mod tests {
             text.contains("rtcd_process_resident_memory_bytes"),
             "{text}"
         );
-    }
-}
-
-/// Name of the loop-turn histogram (extension).
-pub const LOOP_TURN_METRIC: &str = "rtcd_rtc_loop_turn_seconds";
-
-/// Appends the loop-turn histograms in Prometheus text format.
-fn render_loop_turns(out: &mut String, turns: &[(usize, crate::bridge::LoopTurns)]) {
-    use std::fmt::Write;
-    if turns.is_empty() {
-        return;
-    }
-    let m = LOOP_TURN_METRIC;
-    let _ = writeln!(
-        out,
-        "# HELP {m} Busy time of one worker loop turn, sleep excluded (extension)"
-    );
-    let _ = writeln!(out, "# TYPE {m} histogram");
-    for (w, t) in turns {
-        let mut cumulative = 0u64;
-        for (i, n) in t.buckets.iter().enumerate() {
-            cumulative += n;
-            let le = crate::bridge::LOOP_TURN_BOUNDS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| format!("{b}"));
-            let _ = writeln!(out, "{m}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(
-            out,
-            "{m}_sum{{worker=\"{w}\"}} {}",
-            t.sum_nanos as f64 / 1e9
-        );
-        let _ = writeln!(out, "{m}_count{{worker=\"{w}\"}} {}", t.count);
     }
 }

@@ -61,6 +61,7 @@ pub struct ControlPlane {
     pub local_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    cpu_load: CpuLoad,
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -180,11 +181,20 @@ impl ControlPlane {
             local_addr,
             hub,
             metrics,
+            cpu_load,
             shutdown_tx,
             server,
             tasks: vec![pump, sampler],
             handle,
         })
+    }
+
+    /// Starts a graceful drain: `join` is refused (the plugin gets `close` at once) and
+    /// `/system` reports a very high `cpu_load` so the plugin places new calls elsewhere.
+    /// Running sessions, the API and plugin connections carry on.
+    pub fn begin_drain(&self) {
+        self.hub.stop_accepting();
+        self.cpu_load.set_draining();
     }
 
     /// Closes every plugin connection and stops the HTTP server (at most 10 s, as upstream).

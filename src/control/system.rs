@@ -4,8 +4,11 @@
 //!
 //! Deviation: upstream divides by zero when no CPU was idle (+Inf, then an empty 200 body);
 //! we count at least one clock tick of idle time so the value stays finite and monotone.
+//!
+//! Extension: while the daemon drains (after SIGTERM), the value is [`DRAINING_CPU_LOAD`], far
+//! above anything a working host reports, so the plugin places new calls on other daemons.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +32,25 @@ pub fn cpu_load(elapsed: Duration, idle_ticks_delta: u64, ticks_per_second: u64)
     elapsed.as_secs_f64() / idle_seconds
 }
 
+/// `cpu_load` reported while draining: a saturated host reports about 100 (one clock tick of
+/// idle time per second), so this loses every comparison and still decodes as a float.
+pub const DRAINING_CPU_LOAD: f64 = 1.0e6;
+
 /// Latest `cpu_load`, shared with the HTTP handler (0 until two samples exist).
 #[derive(Clone, Default)]
-pub struct CpuLoad(Arc<AtomicU64>);
+pub struct CpuLoad(Arc<AtomicU64>, Arc<AtomicBool>);
 
 impl CpuLoad {
     pub fn get(&self) -> f64 {
+        if self.1.load(Ordering::Relaxed) {
+            return DRAINING_CPU_LOAD;
+        }
         f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// From now on report [`DRAINING_CPU_LOAD`] (the daemon is draining).
+    pub fn set_draining(&self) {
+        self.1.store(true, Ordering::Relaxed);
     }
 
     fn set(&self, v: f64) {
@@ -90,6 +105,15 @@ mod tests {
         assert!((cpu_load(Duration::from_secs(1), 400, 100) - 0.25).abs() < 1e-9);
         // One idle CPU → 1.0.
         assert!((cpu_load(Duration::from_secs(1), 100, 100) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_draining_host_reports_a_load_above_any_working_host() {
+        let l = CpuLoad::default();
+        l.set(cpu_load(Duration::from_secs(1), 0, 100));
+        let saturated = l.get();
+        l.set_draining();
+        assert!(l.get() > saturated * 1000.0 && l.get().is_finite());
     }
 
     #[test]

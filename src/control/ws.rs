@@ -86,6 +86,13 @@ pub async fn serve_conn(
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
+                // Frames queued before shutdown (the drain's `close` messages) go out first.
+                while let Ok(frame) = out_rx.try_recv() {
+                    let sent = timeout(settings.write_timeout, sink.send(Message::Binary(frame.into())));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        break;
+                    }
+                }
                 let _ = timeout(settings.write_timeout, sink.send(Message::Close(None))).await;
                 break "shutdown";
             }

@@ -1,5 +1,6 @@
 //! The real `rtcd` binary: starts with no config file, persists credentials across
-//! restarts, refuses invalid config with a clear error, and stops on SIGTERM.
+//! restarts, refuses invalid config with a clear error, stops on SIGTERM, and drains live
+//! sessions on SIGTERM (bounded by `rtc.drain_timeout_seconds`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -59,6 +60,28 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("rtcd did not become ready");
+    }
+
+    /// Sends a signal to our own child, by its PID.
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let end = std::time::Instant::now() + within;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rtcd still running {within:?} after the signal");
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -193,4 +216,174 @@ async fn config_file_given_with_go_style_flag_is_used() {
     let mut d = Daemon { child, port };
     d.wait_ready().await;
     assert!(d.terminate().success());
+}
+
+/// Registers `mm`, connects its plugin WebSocket, joins `sess1` in `call1` and waits until the
+/// daemon lists the session.
+async fn plugin_with_live_session(port: u16) -> Ws {
+    use futures_util::SinkExt;
+    let base = format!("http://127.0.0.1:{port}");
+    let r = http()
+        .post(format!("{base}/register"))
+        .json(&serde_json::json!({"clientID": "mm", "authKey": KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut ws = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &basic("mm", KEY))
+        .await
+        .unwrap();
+    let _hello = next_binary(&mut ws).await;
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        join_frame("call1", "user1", "sess1").into(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        let r = http()
+            .get(format!("{base}/calls/call1/sessions"))
+            .header("Authorization", basic("mm", KEY))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("session never listed");
+}
+
+/// Polls `/system` until it reports the draining load (the signal has been handled).
+async fn wait_draining(port: u16) {
+    for _ in 0..200 {
+        let v: serde_json::Value = http()
+            .get(format!("http://127.0.0.1:{port}/system"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["cpu_load"].as_f64().unwrap() >= 1.0e5 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("/system never reported the draining load");
+}
+
+/// A real str0m offer (microphone + `calls-dc`), as RTCPeer sends first, in the plugin's JSON.
+fn offer_json() -> Vec<u8> {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
+    let addr = "127.0.0.1:9".parse().unwrap();
+    rtc.add_local_candidate(str0m::Candidate::host(addr, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    api.add_channel("calls-dc".to_string());
+    let (offer, _pending) = api.apply().unwrap();
+    serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_live_session_refuses_new_joins_then_closes_it_and_exits_0() {
+    use futures_util::{SinkExt, StreamExt};
+    use rtcd_proto::ws::{MessageType, RtcMessage};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Short, but with room for a loaded machine to answer the offer before it ends.
+    let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_DRAINTIMEOUTSECONDS", "4")]);
+    d.wait_ready().await;
+    let mut ws = plugin_with_live_session(port).await;
+
+    d.signal("TERM");
+    let signalled = std::time::Instant::now();
+    wait_draining(port).await;
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon waits for the live session"
+    );
+
+    // The live session is still served over the same plugin connection: its offer is answered.
+    ws.send(Message::Binary(rtc_frame("sess1", 2, &offer_json()).into()))
+        .await
+        .unwrap();
+    // A new session is refused with `close` while draining.
+    ws.send(Message::Binary(
+        join_frame("call2", "user2", "sess2").into(),
+    ))
+    .await
+    .unwrap();
+
+    let (mut answered, mut refused, mut closed) = (false, false, false);
+    while !(refused && closed) {
+        let b = next_binary(&mut ws).await;
+        match ClientMessage::decode(&b).unwrap() {
+            ClientMessage::Rtc(RtcMessage {
+                session_id,
+                msg_type: MessageType::Sdp,
+                data,
+                ..
+            }) => {
+                assert_eq!(session_id, "sess1");
+                assert!(!closed, "answer after close");
+                let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+                assert_eq!(v["type"], "answer");
+                answered = true;
+            }
+            ClientMessage::Rtc(_) => {} // trickled candidates
+            ClientMessage::Close { session_id } if session_id == "sess2" => refused = true,
+            ClientMessage::Close { session_id } if session_id == "sess1" => closed = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        answered,
+        "the live session's offer was answered during the drain"
+    );
+
+    // Then the daemon closes the plugin connection and exits 0, well within the bound.
+    let end = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(end, ws.next()).await {
+            Err(_) => panic!("plugin connection not closed"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    let status = d.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status after drain: {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "drain bounded by its timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_the_drain_short() {
+    second_signal_cuts_the_drain_short("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_twice_cuts_the_drain_short() {
+    second_signal_cuts_the_drain_short("INT").await;
+}
+
+async fn second_signal_cuts_the_drain_short(sig: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_DRAINTIMEOUTSECONDS", "600")]);
+    d.wait_ready().await;
+    let _ws = plugin_with_live_session(port).await;
+    d.signal(sig);
+    wait_draining(port).await;
+    assert!(d.child.try_wait().unwrap().is_none(), "draining");
+    d.signal(sig);
+    let status = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "an interrupted drain exits 1");
 }

@@ -9,4 +9,5 @@ mod daemon;
 mod fanout;
 mod media;
 mod media_harness;
+mod ops;
 mod ws;
