@@ -93,6 +93,12 @@ export async function startRtcd({name = 'rtcd', env = {}} = {}) {
             RTCD_LOGGER_ENABLECONSOLE: 'true',
             RTCD_LOGGER_CONSOLELEVEL: process.env.RTCD_LOGGER_CONSOLELEVEL || 'DEBUG',
             RTCD_LOGGER_ENABLECOLOR: 'false',
+            // Data-plane layout from the caller (scripts/test.sh spreads calls over workers).
+            ...Object.fromEntries(
+                ['RTCD_RTC_WORKERS', 'RTCD_RTC_IOBACKEND', 'RTCD_RTC_WORKERSPILLSESSIONS']
+                    .filter((k) => process.env[k] !== undefined)
+                    .map((k) => [k, process.env[k]]),
+            ),
             ...env,
         },
         stdio: ['ignore', logFd, logFd],

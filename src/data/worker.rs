@@ -202,6 +202,9 @@ impl Worker {
                     .min(Duration::from_secs(1))
             };
             self.sleeping.store(true, Ordering::SeqCst);
+            // Dekker pairing with `WorkerHandle::wake`: our flag store must be visible before
+            // we look at the queues (a later load may not move above a store otherwise).
+            fence(Ordering::SeqCst);
             // Work queued just before we went to sleep must not wait for the timeout.
             let timeout = if self.commands.is_empty()
                 && self.handovers.is_empty()
