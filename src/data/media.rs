@@ -108,6 +108,12 @@ pub enum PeerMsg {
     },
     /// A subscriber on another worker asks for a keyframe.
     Keyframe { call: CallKey, track: Arc<str> },
+    /// The call's screen sharer changed on worker `from` (rtcd: one sharer per call).
+    ScreenSharer {
+        call: CallKey,
+        sharer: Option<Arc<str>>,
+        from: usize,
+    },
 }
 
 /// A published track as other workers see it.
@@ -1313,9 +1319,16 @@ impl Media {
         };
         s.screen_stream = Some(stream);
         let call_key = (key.group_id.clone(), s.info.call_id.clone());
-        let call = self.calls.entry(call_key).or_default();
+        let call = self.calls.entry(call_key.clone()).or_default();
         match &call.screen_sharer {
-            None => call.screen_sharer = Some(key.session_id.clone()),
+            None => {
+                call.screen_sharer = Some(key.session_id.clone());
+                self.broadcast(PeerMsg::ScreenSharer {
+                    call: call_key,
+                    sharer: Some(key.session_id.clone()),
+                    from: self.worker,
+                });
+            }
             Some(other) if *other == key.session_id => {}
             Some(other) => {
                 // rtcd: one sharer per call.
@@ -1338,6 +1351,17 @@ impl Media {
         }
         s.screen_stream = None;
         call.screen_sharer = None;
+        self.peer_out
+            .extend((0..self.workers).filter(|w| *w != self.worker).map(|w| {
+                (
+                    w,
+                    PeerMsg::ScreenSharer {
+                        call: call_key.clone(),
+                        sharer: None,
+                        from: self.worker,
+                    },
+                )
+            }));
         // Screen video is removed at receivers by renegotiation; screen audio just stops.
         let screen: Vec<Arc<str>> = call
             .tracks
@@ -1412,11 +1436,9 @@ impl Media {
     }
 
     fn forget_call_if_empty(&mut self, call_key: &CallKey) {
-        if self
-            .calls
-            .get(call_key)
-            .is_some_and(|c| c.sessions.is_empty() && c.tracks.is_empty())
-        {
+        if self.calls.get(call_key).is_some_and(|c| {
+            c.sessions.is_empty() && c.tracks.is_empty() && c.screen_sharer.is_none()
+        }) {
             self.calls.remove(call_key);
         }
     }
@@ -1504,6 +1526,21 @@ impl Media {
                         }
                     }
                 }
+            }
+            PeerMsg::ScreenSharer { call, sharer, from } => {
+                if from == self.worker {
+                    return;
+                }
+                let c = self.calls.entry(call.clone()).or_default();
+                match (&c.screen_sharer, sharer) {
+                    // Another worker's sharer stopped: clear only if it was that one.
+                    (Some(_), None) => {
+                        c.screen_sharer = None;
+                    }
+                    (_, Some(s)) => c.screen_sharer = Some(s),
+                    (None, None) => {}
+                }
+                self.forget_call_if_empty(&call);
             }
             PeerMsg::Keyframe { call, track } => {
                 let Some(t) = self
@@ -2042,6 +2079,18 @@ impl Media {
             call.sessions.remove(&key.session_id);
             if call.screen_sharer.as_deref() == Some(&*key.session_id) {
                 call.screen_sharer = None;
+                let from = self.worker;
+                self.peer_out
+                    .extend((0..self.workers).filter(|w| *w != from).map(|w| {
+                        (
+                            w,
+                            PeerMsg::ScreenSharer {
+                                call: call_key.clone(),
+                                sharer: None,
+                                from,
+                            },
+                        )
+                    }));
             }
             let own: Vec<Arc<str>> = call
                 .tracks

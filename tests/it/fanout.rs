@@ -188,3 +188,47 @@ fn a_late_joiner_on_another_worker_receives_tracks_published_before_it_joined() 
         c.received
     );
 }
+
+#[test]
+fn one_sharer_per_call_holds_across_workers() {
+    let mut server = Server::start(2);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 1, "sessB", "call1", false);
+    let mut c = Client::new(&server, 1, "sessC", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b, &mut c],
+        Duration::from_secs(20),
+        &[true, true, true],
+        |cs| cs
+            .iter()
+            .all(|c| c.received.len() == 2 && c.total_received() >= 10)
+    ));
+    a.start_screen(&mut server);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b, &mut c],
+        Duration::from_secs(20),
+        &[false, false, false],
+        |cs| cs[1..]
+            .iter()
+            .all(|c| c.video_frames.values().sum::<usize>() >= 5)
+    ));
+    // b, on the other worker, tries to share too: refused there as well.
+    b.start_screen(&mut server);
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b, &mut c],
+        Duration::from_secs(2),
+        &[false, false, false],
+        |_| false,
+    );
+    for maps in &c.media_maps {
+        assert!(
+            maps.iter()
+                .all(|(_, e)| !(e.kind == "screen" && e.sender_id == "sessB")),
+            "c was offered b's screen: {maps:?}"
+        );
+    }
+    assert_eq!(c.video_frames.len(), 1, "c decodes only a's screen");
+}
