@@ -72,7 +72,9 @@ fi
 
 if want aiortc; then
   echo "== aiortc"
-  scripts/aiortc.sh -q 2>&1 | tee "$log"
+  # Two workers, every call spread over both (spill after one session), portable I/O.
+  RTCD_RTC_WORKERS=2 RTCD_RTC_WORKERSPILLSESSIONS=1 RTCD_RTC_IOBACKEND=portable \
+    scripts/aiortc.sh -q 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   line=$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -n 1)
   p=$(num passed "$line"); f=$(num failed "$line"); e=$(num error "$line"); s=$(num skipped "$line")
@@ -84,7 +86,10 @@ fi
 
 if want e2e && [ -x scripts/e2e.sh ]; then
   echo "== e2e (chromium)"
-  E2E_PROFILE=${E2E_PROFILE:-debug} scripts/e2e.sh 2>&1 | tee "$log"
+  # Two workers, every call spread over both (spill after one session), io_uring where
+  # available (auto).
+  RTCD_RTC_WORKERS=2 RTCD_RTC_WORKERSPILLSESSIONS=1 \
+    E2E_PROFILE=${E2E_PROFILE:-debug} scripts/e2e.sh 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -n 1)
   f=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -n 1)
