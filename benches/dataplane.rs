@@ -25,15 +25,19 @@ fn backend(kind: IoKind) -> (Box<dyn io::UdpIo>, SocketAddr) {
 fn udp_backends(c: &mut Criterion) {
     let mut g = c.benchmark_group("udp_backend_burst_64x1200");
     g.throughput(Throughput::Elements(BURST as u64));
-    let mut kinds = vec![IoKind::Portable];
+    let mut variants = vec![
+        ("portable", IoKind::Portable, false),
+        ("portable+gso", IoKind::Portable, true),
+    ];
     if io::resolve(IoChoice::IoUring).is_ok() {
-        kinds.push(IoKind::IoUring);
+        variants.push(("io_uring", IoKind::IoUring, false));
     }
-    for kind in kinds {
+    for (name, kind, gso) in variants {
         let (mut tx, _) = backend(kind);
+        tx.set_gso(gso);
         let (mut rx, rx_addr) = backend(kind);
         let mut batch = RecvBatch::default();
-        g.bench_with_input(BenchmarkId::from_parameter(kind.as_str()), &kind, |b, _| {
+        g.bench_with_input(BenchmarkId::from_parameter(name), &kind, |b, _| {
             b.iter(|| {
                 for _ in 0..BURST {
                     tx.send(0, rx_addr, vec![7u8; 1200]);

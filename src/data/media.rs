@@ -50,6 +50,9 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_EARLY_CANDIDATES: usize = 40;
 /// rtcd: track actions queued per session.
 const MAX_ACTIONS: usize = 100;
+/// Packets kept per outbound stream to answer NACKs with RTX, and for how long.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 /// Bound on poll iterations after one input (a deadline may come back as `now`).
 const MAX_PUMP_ROUNDS: usize = 16;
 
@@ -1851,6 +1854,12 @@ impl Media {
                     None => api.stream_tx_by_mid(mid, None),
                 };
                 let tx = tx?;
+                if cached.is_none() {
+                    // Answer every NACK we still hold the packet for: str0m's default stops
+                    // resending above 15 % retransmissions, which a lossy viewer link
+                    // (10 % loss on packets and on their resends) crosses all the time.
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                }
                 let ssrc = tx.ssrc();
                 tx.write_rtp(
                     RtpWrite::new(pt, SeqNo::from(seq), f.rtp_time, f.received, payload)
