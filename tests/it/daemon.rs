@@ -387,3 +387,54 @@ async fn second_signal_cuts_the_drain_short(sig: &str) {
     let status = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "an interrupted drain exits 1");
 }
+
+/// With two workers, each worker thread is pinned to its own core (when the machine has two),
+/// and the UDP backend in use is exported.
+#[tokio::test]
+async fn worker_threads_are_pinned_to_distinct_cores_and_report_their_io_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut d = Daemon::spawn(dir.path(), port, &[("RTCD_RTC_WORKERS", "2")]);
+    d.wait_ready().await;
+    let pid = d.child.id();
+    let mut pinned = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = entry.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !comm.starts_with("rtcd-worker-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        pinned.push((comm.trim().to_string(), cpus));
+    }
+    pinned.sort();
+    assert_eq!(pinned.len(), 2, "two worker threads: {pinned:?}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        assert_ne!(pinned[0].1, pinned[1].1, "distinct cores: {pinned:?}");
+        for (_, cpus) in &pinned {
+            assert!(
+                cpus.parse::<usize>().is_ok(),
+                "pinned to exactly one core: {pinned:?}"
+            );
+        }
+    }
+    let metrics = http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rtcd_rtc_io_backend{") && metrics.contains("worker=\"1\""),
+        "{metrics}"
+    );
+    assert!(d.terminate().success());
+}
