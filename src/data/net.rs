@@ -340,6 +340,51 @@ mod tests {
         tcp_listener(addr).expect("listener binds despite TIME_WAIT");
     }
 
+    /// DESIGN.md decision 3, checked on this kernel: a socket on the shared port that is
+    /// connected to one client receives exactly that client's datagrams, ahead of the
+    /// reuseport group (the basis of a direct path for handed-over flows).
+    #[test]
+    fn a_connected_socket_on_the_shared_port_takes_its_clients_datagrams() {
+        let group_a = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = group_a.local_addr().unwrap();
+        let group_b = udp_socket(addr).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let direct = udp_socket(addr).unwrap();
+        direct.connect(client.local_addr().unwrap()).unwrap();
+        let others: Vec<std::net::UdpSocket> = (0..8)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for _ in 0..20 {
+            client.send_to(b"mine", addr).unwrap();
+            for o in &others {
+                o.send_to(b"other", addr).unwrap();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let drain = |s: &std::net::UdpSocket| {
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                got.push((buf[..n].to_vec(), from));
+            }
+            got
+        };
+        let direct_got = drain(&direct);
+        let group_got: Vec<_> = drain(&group_a).into_iter().chain(drain(&group_b)).collect();
+        assert_eq!(
+            direct_got.len(),
+            20,
+            "every datagram of the connected client"
+        );
+        assert!(direct_got.iter().all(|(b, _)| b == b"mine"));
+        assert_eq!(
+            group_got.len(),
+            20 * others.len(),
+            "the rest went to the group"
+        );
+        assert!(group_got.iter().all(|(b, _)| b == b"other"));
+    }
+
     #[test]
     fn a_port_held_by_a_live_listener_fails_the_probe() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
