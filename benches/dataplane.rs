@@ -31,6 +31,7 @@ fn udp_backends(c: &mut Criterion) {
     ];
     if io::resolve(IoChoice::IoUring).is_ok() {
         variants.push(("io_uring", IoKind::IoUring, false));
+        variants.push(("io_uring+gso", IoKind::IoUring, true));
     }
     for (name, kind, gso) in variants {
         let (mut tx, _) = backend(kind);

@@ -532,9 +532,12 @@ struct RecvSlot {
 
 /// One send in flight.
 struct SendSlot {
-    data: Vec<u8>,
+    /// The datagrams of this send (several when coalesced with GSO).
+    data: Vec<Vec<u8>>,
     addr: libc::sockaddr_storage,
-    iov: libc::iovec,
+    iovs: [libc::iovec; GSO_MAX_SEGMENTS],
+    /// One UDP_SEGMENT cmsg; u64 for alignment.
+    cmsg: [u64; 4],
     msg: libc::msghdr,
 }
 
@@ -554,6 +557,9 @@ pub struct Uring {
     free_sends: Vec<usize>,
     /// Receive slots to re-arm (reused buffer).
     rearm: Vec<usize>,
+    /// Datagrams queued this turn, coalesced and submitted at `flush`.
+    pending: Vec<(usize, SocketAddr, Vec<u8>)>,
+    gso: bool,
     failed: usize,
     unsubmitted: bool,
 }
@@ -592,6 +598,8 @@ impl Uring {
             sends: Vec::new(),
             free_sends: Vec::new(),
             rearm: Vec::with_capacity(BATCH * 2),
+            pending: Vec::new(),
+            gso: true,
             failed: 0,
             unsubmitted: false,
         };
@@ -678,11 +686,21 @@ impl UdpIo for Uring {
                     rearm.push(idx);
                 } else {
                     let idx = ud as usize;
-                    if res < 0 {
-                        self.failed += 1;
-                    }
                     if let Some(s) = self.sends.get_mut(idx) {
-                        s.data = Vec::new();
+                        if res < 0 {
+                            self.failed += s.data.len();
+                            if s.data.len() > 1
+                                && matches!(-res, libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+                                && self.gso
+                            {
+                                tracing::warn!(
+                                    errno = -res,
+                                    "UDP GSO unavailable on io_uring; sending datagrams one by one"
+                                );
+                                self.gso = false;
+                            }
+                        }
+                        s.data.clear();
                         self.free_sends.push(idx);
                     }
                 }
@@ -710,51 +728,14 @@ impl UdpIo for Uring {
             self.failed += 1;
             return;
         }
-        let (addr, addr_len) = to_sockaddr(dest);
-        let idx = match self.free_sends.pop() {
-            Some(i) => i,
-            None => {
-                self.sends.push(Box::new(SendSlot {
-                    data: Vec::new(),
-                    // SAFETY: plain old data, zero is valid.
-                    addr: unsafe { zeroed() },
-                    // SAFETY: as above.
-                    iov: unsafe { zeroed() },
-                    // SAFETY: as above.
-                    msg: unsafe { zeroed() },
-                }));
-                self.sends.len() - 1
-            }
-        };
-        let Some(s) = self.sends.get_mut(idx) else {
-            return;
-        };
-        let s = &mut **s;
-        s.data = data;
-        s.addr = addr;
-        s.iov = libc::iovec {
-            iov_base: s.data.as_mut_ptr() as *mut libc::c_void,
-            iov_len: s.data.len(),
-        };
-        // SAFETY: plain old data, zero is valid.
-        s.msg = unsafe { zeroed() };
-        s.msg.msg_name = &mut s.addr as *mut _ as *mut libc::c_void;
-        s.msg.msg_namelen = addr_len;
-        s.msg.msg_iov = &mut s.iov;
-        s.msg.msg_iovlen = 1;
-        let e = io_uring::opcode::SendMsg::new(io_uring::types::Fixed(sock as u32), &s.msg)
-            .build()
-            .user_data(idx as u64);
-        if self.push_sqe(&e).is_err() {
-            self.failed += 1;
-            if let Some(s) = self.sends.get_mut(idx) {
-                s.data = Vec::new();
-            }
-            self.free_sends.push(idx);
+        self.pending.push((sock, dest, data));
+        if self.pending.len() >= 4 * GSO_MAX_SEGMENTS {
+            self.submit_pending();
         }
     }
 
     fn flush(&mut self) -> usize {
+        self.submit_pending();
         if self.unsubmitted {
             if let Err(e) = self.ring.submit() {
                 tracing::debug!(error = %e, "io_uring submit failed");
@@ -762,6 +743,109 @@ impl UdpIo for Uring {
             self.unsubmitted = false;
         }
         std::mem::take(&mut self.failed)
+    }
+
+    fn set_gso(&mut self, on: bool) {
+        self.gso = on;
+    }
+}
+
+impl Uring {
+    /// Turns the queued datagrams into `SendMsg` SQEs, one per run of same-socket,
+    /// same-destination, equal-size datagrams (GSO; the last may be shorter).
+    fn submit_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut it = pending.drain(..).peekable();
+        while let Some((sock, dest, first)) = it.next() {
+            let seg = first.len();
+            let idx = self.take_send_slot();
+            let Some(slot) = self.sends.get_mut(idx) else {
+                continue;
+            };
+            let s = &mut **slot;
+            s.data.push(first);
+            if self.gso {
+                let mut total = seg;
+                while s.data.len() < GSO_MAX_SEGMENTS {
+                    let Some((sk, d, b)) = it.peek() else {
+                        break;
+                    };
+                    if *sk != sock
+                        || *d != dest
+                        || b.len() > seg
+                        || b.is_empty()
+                        || total + b.len() > GSO_MAX_BYTES
+                    {
+                        break;
+                    }
+                    let shorter = b.len() < seg;
+                    total += b.len();
+                    if let Some((_, _, b)) = it.next() {
+                        s.data.push(b);
+                    }
+                    if shorter {
+                        break;
+                    }
+                }
+            }
+            let (addr, addr_len) = to_sockaddr(dest);
+            s.addr = addr;
+            for (i, b) in s.data.iter_mut().enumerate() {
+                s.iovs[i] = libc::iovec {
+                    iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                };
+            }
+            // SAFETY: plain old data, zero is valid.
+            s.msg = unsafe { zeroed() };
+            s.msg.msg_name = &mut s.addr as *mut _ as *mut libc::c_void;
+            s.msg.msg_namelen = addr_len;
+            s.msg.msg_iov = s.iovs.as_mut_ptr();
+            s.msg.msg_iovlen = s.data.len() as _;
+            if s.data.len() > 1 {
+                s.msg.msg_control = s.cmsg.as_mut_ptr() as *mut libc::c_void;
+                // SAFETY: CMSG_SPACE of a u16 fits the 32-byte buffer.
+                s.msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+                // SAFETY: msg_control/msg_controllen describe `s.cmsg`, which holds one cmsg.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&s.msg);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
+                }
+            }
+            let n = s.data.len();
+            let e = io_uring::opcode::SendMsg::new(io_uring::types::Fixed(sock as u32), &s.msg)
+                .build()
+                .user_data(idx as u64);
+            if self.push_sqe(&e).is_err() {
+                self.failed += n;
+                if let Some(s) = self.sends.get_mut(idx) {
+                    s.data.clear();
+                }
+                self.free_sends.push(idx);
+            }
+        }
+        drop(it);
+        self.pending = pending;
+    }
+
+    fn take_send_slot(&mut self) -> usize {
+        if let Some(i) = self.free_sends.pop() {
+            return i;
+        }
+        self.sends.push(Box::new(SendSlot {
+            data: Vec::with_capacity(GSO_MAX_SEGMENTS),
+            // SAFETY: plain old data, zero is valid.
+            addr: unsafe { zeroed() },
+            // SAFETY: as above.
+            iovs: unsafe { zeroed() },
+            cmsg: [0; 4],
+            // SAFETY: as above.
+            msg: unsafe { zeroed() },
+        }));
+        self.sends.len() - 1
     }
 }
 
@@ -862,9 +946,12 @@ mod tests {
     }
 
     #[test]
-    fn io_uring_mixed_bursts_arrive_as_the_original_datagrams() {
+    fn io_uring_gso_bursts_arrive_as_the_original_datagrams() {
         match resolve(IoChoice::IoUring) {
-            Ok(k) => mixed_bursts(k, true),
+            Ok(k) => {
+                mixed_bursts(k, true);
+                mixed_bursts(k, false);
+            }
             Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
         }
     }
