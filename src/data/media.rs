@@ -2224,3 +2224,63 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "panic".to_string())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::notice_queue;
+
+    fn join(m: &mut Media, sid: &str, now: Instant) -> SessionKey {
+        let key = SessionKey::new("g", sid);
+        m.handle_join(
+            SessionInfo {
+                key: key.clone(),
+                call_id: "c".into(),
+                user_id: "u".into(),
+                av1_support: false,
+                dc_signaling: false,
+            },
+            now,
+        );
+        key
+    }
+
+    #[test]
+    fn a_panic_inside_one_session_closes_that_session_only() {
+        let (tx, mut rx) = notice_queue();
+        let stats = Arc::new(WorkerStats::new(super::super::io::IoKind::Portable));
+        let mut m = Media::new(
+            0,
+            Engine::new().expect("engine"),
+            MediaSettings::default(),
+            LocalCandidates::default(),
+            tx,
+            stats,
+        );
+        let now = Instant::now();
+        let a = join(&mut m, "a", now);
+        let b = join(&mut m, "b", now);
+        // What the worker does with every str0m call: a panic is caught and becomes an error.
+        let res =
+            guard(|| -> Result<(), String> { panic!("bug inside the engine") }).and_then(|r| r);
+        assert_eq!(res, Err("bug inside the engine".to_string()));
+        m.after_input(&a, res, now);
+        m.end_input(now);
+        assert_eq!(m.session_count(), 1);
+        assert!(m.sessions.contains_key(&b), "the other session lives on");
+        let mut closed = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            if let Notice::Closed { key, reason } = n {
+                closed.push((key, reason));
+            }
+        }
+        assert_eq!(closed, vec![(a, CloseReason::Internal)]);
+        // The worker goes on serving: timers of the survivor still run.
+        m.handle_timeout(now + Duration::from_secs(11));
+        assert_eq!(
+            m.session_count(),
+            0,
+            "b closed by its own signaling timeout"
+        );
+    }
+}
