@@ -3,12 +3,14 @@
 #   1. Rust: unit and integration tests (cargo nextest, or cargo test), incl. str0m clients
 #   2. aiortc: protocol-level tests with a third-party WebRTC stack (scripts/aiortc.sh)
 #   3. Chromium running Mattermost's RTCPeer in a loopback-only netns (scripts/e2e.sh)
+#   4. bench: a smoke run of every load shape against the daemon and the raw relay
+#      (scripts/bench.sh --smoke; asserts media flowed and reports were written, never timings)
 # Usage: scripts/test.sh   (installs missing test dependencies first when run as root;
-#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e" picks suites)
+#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e bench" picks suites)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=${RTCD_TEST_SUITES:-"rust aiortc e2e"}
+suites=${RTCD_TEST_SUITES:-"rust aiortc e2e bench"}
 want() { case " $suites " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if [ "${RTCD_SKIP_DEPS:-0}" != 1 ]; then
@@ -68,6 +70,17 @@ if want e2e && [ -x scripts/e2e.sh ]; then
   [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
   [ "$rc" -ne 0 ] && status=1
   add "${p:-0}" "${f:-0}" "${s:-0}"
+fi
+
+if want bench; then
+  echo "== bench (smoke)"
+  scripts/bench.sh --smoke --out "$(mktemp -d)" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^bench: [0-9]+ passed' "$log" | tail -n 1)
+  p=$(num passed "$line"); f=$(num failed "$line")
+  [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "${f:-0}" 0
 fi
 
 echo
