@@ -125,15 +125,28 @@ fn main() {
 }
 
 impl Run<'_> {
-    fn new_slot(&mut self, call: usize, role: Role, now: Instant, churned_in: bool) -> Result<usize, String> {
+    fn new_slot(
+        &mut self,
+        call: usize,
+        role: Role,
+        now: Instant,
+        churned_in: bool,
+    ) -> Result<usize, String> {
         let slot = self.meter.add_receiver();
         let streams = (2 * slot as u32, 2 * slot as u32 + 1);
         let peer = match self.opts.server {
             ServerKind::Rtcd => {
                 let session = format!("{}s{slot}", self.run_tag);
                 let call_id = format!("{}c{call}", self.run_tag);
-                let (mut p, frames) =
-                    RtcPeer::new(session.clone(), &call_id, role, slot, streams, self.opts, now)?;
+                let (mut p, frames) = RtcPeer::new(
+                    session.clone(),
+                    &call_id,
+                    role,
+                    slot,
+                    streams,
+                    self.opts,
+                    now,
+                )?;
                 self.poll
                     .registry()
                     .register(&mut p.sock, Token(slot), Interest::READABLE)
@@ -170,8 +183,12 @@ impl Run<'_> {
     }
 
     fn leave(&mut self, slot: usize) {
-        let Some(s) = self.slots.get_mut(slot) else { return };
-        let Some(mut peer) = s.peer.take() else { return };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let Some(mut peer) = s.peer.take() else {
+            return;
+        };
         s.connected_at = peer.connected_at();
         s.first_media = peer.first_media();
         for e in peer.errors() {
@@ -195,14 +212,21 @@ impl Run<'_> {
     }
 
     fn pump_plugin(&mut self, now: Instant) -> Result<(), String> {
-        let Some(pl) = &self.plugin else { return Ok(()) };
+        let Some(pl) = &self.plugin else {
+            return Ok(());
+        };
         let mut replies = Vec::new();
         while let Ok(m) = pl.rx.try_recv() {
             match m {
                 Ok(ClientMessage::Rtc(msg)) => {
-                    let Some(&slot) = self.sessions.get(&msg.session_id) else { continue };
-                    if let Some(Some(Peer::Rtc(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut()) {
-                        if let Some(r) = p.on_signal(msg.msg_type, &msg.data, now, &mut self.meter) {
+                    let Some(&slot) = self.sessions.get(&msg.session_id) else {
+                        continue;
+                    };
+                    if let Some(Some(Peer::Rtc(p))) =
+                        self.slots.get_mut(slot).map(|s| s.peer.as_mut())
+                    {
+                        if let Some(r) = p.on_signal(msg.msg_type, &msg.data, now, &mut self.meter)
+                        {
                             replies.push(r);
                         }
                         self.slots[slot].deadline = now;
@@ -237,7 +261,9 @@ impl Run<'_> {
             .map_err(|e| format!("poll: {e}"))?;
         for ev in events.iter() {
             let slot = ev.token().0;
-            let Some(s) = self.slots.get_mut(slot) else { continue };
+            let Some(s) = self.slots.get_mut(slot) else {
+                continue;
+            };
             match s.peer.as_mut() {
                 Some(Peer::Rtc(p)) => {
                     p.on_readable(&mut self.meter);

@@ -126,7 +126,13 @@ impl Meter {
     }
 
     /// A payload arrived at `receiver`; returns whether it carried a valid stamp.
-    pub fn on_payload(&mut self, receiver: usize, data: &[u8], packets: u64, arrived: Instant) -> bool {
+    pub fn on_payload(
+        &mut self,
+        receiver: usize,
+        data: &[u8],
+        packets: u64,
+        arrived: Instant,
+    ) -> bool {
         let Ok(stamp) = Stamp::read(data) else {
             self.malformed += 1;
             return false;
@@ -141,9 +147,13 @@ impl Meter {
             Kind::Video => &mut self.video_hist,
         };
         if let Some(r) = self.rx.get_mut(receiver) {
-            r.entry(stamp.stream)
-                .or_default()
-                .on_frame(stamp.seq, packets, stamp.sent_ns, arrived_ns, hist);
+            r.entry(stamp.stream).or_default().on_frame(
+                stamp.seq,
+                packets,
+                stamp.sent_ns,
+                arrived_ns,
+                hist,
+            );
         }
         true
     }
@@ -162,7 +172,12 @@ mod tests {
         let r = m.add_receiver();
         let mut buf = Vec::new();
         for (seq, t) in [(0u32, 500u64), (1, 1_000), (2, 1_999), (3, 2_000)] {
-            let s = Stamp { kind: Kind::Audio, stream: 1, seq, sent_ns: t };
+            let s = Stamp {
+                kind: Kind::Audio,
+                stream: 1,
+                seq,
+                sent_ns: t,
+            };
             m.on_sent(&s, 1);
             buf.clear();
             s.write(&mut buf, 100, 0);

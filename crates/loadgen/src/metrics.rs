@@ -209,7 +209,11 @@ mod tests {
         assert_eq!(rx.reordered, 1);
         assert!((loss_fraction(10, rx.unique) - 0.1).abs() < 1e-12);
         assert_eq!(loss_fraction(0, 0), 0.0);
-        assert_eq!(loss_fraction(5, 7), 0.0, "duplicates never make negative loss");
+        assert_eq!(
+            loss_fraction(5, 7),
+            0.0,
+            "duplicates never make negative loss"
+        );
     }
 
     #[test]
@@ -229,7 +233,10 @@ mod tests {
         let p = percentiles(&h);
         assert_eq!(p.count, 1000);
         assert!((p.p50_ms - 1.0).abs() < 0.01, "{p:?}");
-        assert!((p.p99_ms - 1.0).abs() < 0.01, "p99 is the 990th value: {p:?}");
+        assert!(
+            (p.p99_ms - 1.0).abs() < 0.01,
+            "p99 is the 990th value: {p:?}"
+        );
         assert!((p.p999_ms - 15.0).abs() < 0.05, "{p:?}");
         assert!((p.max_ms - 200.0).abs() < 0.5, "{p:?}");
     }

@@ -136,7 +136,8 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
     if o.n == 0 || o.n > 20_000 {
         return Err("--n must be 1..=20000".into());
     }
-    if !(o.duration_s > 0.0 && o.duration_s <= 3600.0) || !(0.0..=600.0).contains(&o.warmup_s) {
+    let duration_ok = o.duration_s > 0.0 && o.duration_s <= 3600.0;
+    if !duration_ok || !(0.0..=600.0).contains(&o.warmup_s) {
         return Err("--duration must be in (0, 3600] and --warmup in [0, 600]".into());
     }
     if o.join_rate <= 0.0 || o.churn_rate <= 0.0 || o.video_fps == 0 || o.video_fps > 120 {

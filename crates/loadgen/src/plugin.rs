@@ -38,12 +38,17 @@ pub fn register(api: SocketAddr, client: &str, key: &str) -> Result<(), String> 
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| format!("register: no HTTP status line in {:?}", text.chars().take(80).collect::<String>()))?;
+    let status = text.split_whitespace().nth(1).ok_or_else(|| {
+        format!(
+            "register: no HTTP status line in {:?}",
+            text.chars().take(80).collect::<String>()
+        )
+    })?;
     if status != "201" {
-        return Err(format!("register: HTTP {status}: {}", text.chars().take(200).collect::<String>()));
+        return Err(format!(
+            "register: HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ));
     }
     Ok(())
 }
@@ -62,9 +67,12 @@ impl Plugin {
             .parse()
             .map_err(|_| "auth header".to_string())?;
         req.headers_mut().insert("Authorization", value);
-        let (mut ws, _) = tungstenite::client(req, stream).map_err(|e| format!("ws handshake: {e}"))?;
+        let (mut ws, _) =
+            tungstenite::client(req, stream).map_err(|e| format!("ws handshake: {e}"))?;
         let hello = match ws.read() {
-            Ok(Message::Binary(b)) => ClientMessage::decode(&b).map_err(|e| format!("hello: {e}"))?,
+            Ok(Message::Binary(b)) => {
+                ClientMessage::decode(&b).map_err(|e| format!("hello: {e}"))?
+            }
             Ok(other) => return Err(format!("first frame is not binary: {other:?}")),
             Err(e) => return Err(format!("ws read: {e}")),
         };
@@ -132,7 +140,9 @@ impl Plugin {
     }
 
     pub fn send(&self, frame: Vec<u8>) -> Result<(), String> {
-        self.tx.send(frame).map_err(|_| "ws thread gone".to_string())
+        self.tx
+            .send(frame)
+            .map_err(|_| "ws thread gone".to_string())
     }
 }
 

@@ -122,9 +122,21 @@ mod tests {
 
     #[test]
     fn cpu_deltas_keep_user_and_system_apart() {
-        let a = CpuTimes { user_s: 1.0, system_s: 2.0 };
-        let b = CpuTimes { user_s: 1.5, system_s: 2.25 };
-        assert_eq!(b.since(&a), CpuTimes { user_s: 0.5, system_s: 0.25 });
+        let a = CpuTimes {
+            user_s: 1.0,
+            system_s: 2.0,
+        };
+        let b = CpuTimes {
+            user_s: 1.5,
+            system_s: 2.25,
+        };
+        assert_eq!(
+            b.since(&a),
+            CpuTimes {
+                user_s: 0.5,
+                system_s: 0.25
+            }
+        );
         assert!(cpu("self").is_ok());
         assert!(rss("self").is_ok_and(|r| r > 0));
     }

@@ -59,7 +59,9 @@ impl RawPeer {
             connected_at: None,
             first_media: None,
             next_hello: now,
-            audio: role.audio.then(|| Source::audio(streams.0, opts.audio_bytes, now)),
+            audio: role
+                .audio
+                .then(|| Source::audio(streams.0, opts.audio_bytes, now)),
             video: role
                 .video
                 .then(|| Source::video(streams.1, opts.video_kbps, opts.video_fps, now)),
@@ -91,7 +93,9 @@ impl RawPeer {
                     let body = &mut self.buf[HEADER_LEN..n];
                     match self.key.open(&header, body) {
                         Ok(plain) => {
-                            if meter.on_payload(self.slot, plain, 1, now) && self.first_media.is_none() {
+                            if meter.on_payload(self.slot, plain, 1, now)
+                                && self.first_media.is_none()
+                            {
                                 self.first_media = Some(now);
                             }
                         }
@@ -107,7 +111,9 @@ impl RawPeer {
     pub fn tick(&mut self, now: Instant, meter: &mut Meter, sending: bool) -> Instant {
         if self.connected_at.is_none() {
             if now >= self.next_hello {
-                let _ = self.sock.send_to(&hello(self.call, &self.key_raw), self.relay);
+                let _ = self
+                    .sock
+                    .send_to(&hello(self.call, &self.key_raw), self.relay);
                 self.next_hello = now + Duration::from_millis(200);
             }
             return self.next_hello;
@@ -118,7 +124,12 @@ impl RawPeer {
         let now_ns = meter.ns(now);
         if let Some(src) = self.audio.as_mut() {
             if now >= src.next {
-                let stamp = Stamp { kind: Kind::Audio, stream: src.stream, seq: src.seq, sent_ns: now_ns };
+                let stamp = Stamp {
+                    kind: Kind::Audio,
+                    stream: src.stream,
+                    seq: src.seq,
+                    sent_ns: now_ns,
+                };
                 self.plain.clear();
                 stamp.write(&mut self.plain, src.size, 0xf8);
                 let h = header(111, src.seq as u16, src.seq.wrapping_mul(960), src.stream);
@@ -135,7 +146,12 @@ impl RawPeer {
                 while left > 0 {
                     let size = left.min(self.video_packet);
                     left -= size;
-                    let stamp = Stamp { kind: Kind::Video, stream: src.stream, seq: self.video_seq, sent_ns: now_ns };
+                    let stamp = Stamp {
+                        kind: Kind::Video,
+                        stream: src.stream,
+                        seq: self.video_seq,
+                        sent_ns: now_ns,
+                    };
                     self.plain.clear();
                     stamp.write(&mut self.plain, size.max(crate::payload::STAMP_LEN), 0x55);
                     let h = header(96, self.video_seq as u16, ts, src.stream);

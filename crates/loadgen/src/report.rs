@@ -223,7 +223,9 @@ pub fn build(i: &Input) -> Report {
         }
     });
     let rss_per_session_kb = match (i.rss_idle, i.rss_loaded) {
-        (Some(a), Some(b)) if initial > 0 => Some((b.saturating_sub(a)) as f64 / 1024.0 / initial as f64),
+        (Some(a), Some(b)) if initial > 0 => {
+            Some((b.saturating_sub(a)) as f64 / 1024.0 / initial as f64)
+        }
         _ => None,
     };
     Report {
@@ -247,7 +249,11 @@ pub fn build(i: &Input) -> Report {
         forwarded_pps: packets_all as f64 / w,
         latency_audio_ms: audio,
         latency_video_ms: video,
-        jitter_ms_mean: if jit_n > 0 { jit_sum / jit_n as f64 } else { 0.0 },
+        jitter_ms_mean: if jit_n > 0 {
+            jit_sum / jit_n as f64
+        } else {
+            0.0
+        },
         jitter_ms_max: jit_max,
         server: ServerReport {
             cpu: i.server_cpu,
@@ -273,7 +279,9 @@ pub fn build(i: &Input) -> Report {
             saturated: gen_frac.is_some_and(|f| f > GENERATOR_SATURATED),
         },
         churn,
-        within_slo: loss.is_none_or(|l| l <= SLO_LOSS) && worst_p99 <= SLO_P99_MS && connected == initial,
+        within_slo: loss.is_none_or(|l| l <= SLO_LOSS)
+            && worst_p99 <= SLO_P99_MS
+            && connected == initial,
         malformed_payloads: m.malformed,
         ws_closes: i.closes,
         errors: i.errors.clone(),
@@ -282,7 +290,8 @@ pub fn build(i: &Input) -> Report {
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn summary(r: &Report) -> String {
@@ -294,7 +303,9 @@ pub fn summary(r: &Report) -> String {
         "  forwarded {} pkts ({:.0} pps), loss {}, dup {}, reordered {}\n",
         r.forwarded_packets,
         r.forwarded_pps,
-        r.loss.map(|l| format!("{:.4}%", l * 100.0)).unwrap_or_else(|| "n/a (churn)".into()),
+        r.loss
+            .map(|l| format!("{:.4}%", l * 100.0))
+            .unwrap_or_else(|| "n/a (churn)".into()),
         r.duplicates,
         r.reordered
     );
@@ -322,7 +333,11 @@ pub fn summary(r: &Report) -> String {
     s += &format!(
         "  generator {} core{}; within SLO: {}",
         opt(r.generator.cpu_core_fraction, 2),
-        if r.generator.saturated { " (SATURATED: numbers measure the generator)" } else { "" },
+        if r.generator.saturated {
+            " (SATURATED: numbers measure the generator)"
+        } else {
+            ""
+        },
         r.within_slo
     );
     if let Some(c) = &r.churn {

@@ -283,7 +283,12 @@ impl RtcPeer {
                         .find(|p| p.spec().codec == Codec::Opus)
                         .map(|p| p.pt());
                 }
-                let stamp = Stamp { kind: Kind::Audio, stream: src.stream, seq: src.seq, sent_ns: now_ns };
+                let stamp = Stamp {
+                    kind: Kind::Audio,
+                    stream: src.stream,
+                    seq: src.seq,
+                    sent_ns: now_ns,
+                };
                 let mut data = Vec::with_capacity(src.size);
                 stamp.write(&mut data, src.size, 0xf8);
                 let ts = MediaTime::from_90khz(src.frames * 1800);
@@ -303,11 +308,16 @@ impl RtcPeer {
                 let key = src.is_keyframe() || self.force_keyframe;
                 self.force_keyframe = false;
                 let size = if key { src.size * 3 } else { src.size };
-                let stamp = Stamp { kind: Kind::Video, stream: src.stream, seq: src.seq, sent_ns: now_ns };
+                let stamp = Stamp {
+                    kind: Kind::Video,
+                    stream: src.stream,
+                    seq: src.seq,
+                    sent_ns: now_ns,
+                };
                 let mut data = Vec::with_capacity(size + VP8_STAMP_AT);
                 data.extend_from_slice(if key { &VP8_KEY } else { &VP8_INTER });
                 stamp.write(&mut data, size, 0x55);
-                let ts = MediaTime::from_90khz(src.frames * (90_000 / 15));
+                let ts = MediaTime::from_90khz(src.frames * (src.period.as_micros() as u64 * 90 / 1000));
                 src.advance(now);
                 let packets = data.len().div_ceil(1100) as u64;
                 if let (Some(pt), Some(w)) = (self.pt_vp8, self.rtc.writer(mid)) {
@@ -334,7 +344,11 @@ impl RtcPeer {
                     Event::Connected => self.connected_at = Some(now),
                     Event::MediaData(d) => {
                         let packets = d.seq_range.end().saturating_sub(**d.seq_range.start()) + 1;
-                        let at = if d.params.spec().codec == Codec::Vp8 { VP8_STAMP_AT } else { 0 };
+                        let at = if d.params.spec().codec == Codec::Vp8 {
+                            VP8_STAMP_AT
+                        } else {
+                            0
+                        };
                         let body = d.data.get(at..).unwrap_or(&[]);
                         if meter.on_payload(self.slot, body, packets, d.network_time)
                             && self.first_media.is_none()

@@ -46,11 +46,17 @@ impl std::error::Error for PacketError {}
 /// A parsed datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Datagram<'a> {
-    Hello { call: u32, key: [u8; 16] },
+    Hello {
+        call: u32,
+        key: [u8; 16],
+    },
     HelloAck,
     Bye,
     /// Header and sealed payload (ciphertext ‖ tag).
-    Media { header: [u8; HEADER_LEN], sealed: &'a [u8] },
+    Media {
+        header: [u8; HEADER_LEN],
+        sealed: &'a [u8],
+    },
 }
 
 pub fn parse(d: &[u8]) -> Result<Datagram<'_>, PacketError> {
@@ -162,7 +168,10 @@ mod tests {
             panic!("media")
         };
         let mut buf = sealed.to_vec();
-        assert_eq!(k.open(&header, &mut buf).map(|p| p.to_vec()), Ok(b"hello opus".to_vec()));
+        assert_eq!(
+            k.open(&header, &mut buf).map(|p| p.to_vec()),
+            Ok(b"hello opus".to_vec())
+        );
         let mut buf = sealed.to_vec();
         assert_eq!(
             Key::new(&[8; 16]).open(&header, &mut buf).map(|_| ()),
@@ -178,7 +187,10 @@ mod tests {
         assert_eq!(parse(&[0x42]), Err(PacketError::UnknownType(0x42)));
         assert_eq!(
             parse(&hello(9, &[1; 16])),
-            Ok(Datagram::Hello { call: 9, key: [1; 16] })
+            Ok(Datagram::Hello {
+                call: 9,
+                key: [1; 16]
+            })
         );
     }
 }

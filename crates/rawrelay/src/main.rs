@@ -13,7 +13,9 @@ struct Member {
 }
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:27000".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:27000".into());
     let addr: SocketAddr = match addr.parse() {
         Ok(a) => a,
         Err(e) => {
@@ -42,7 +44,13 @@ fn main() {
         let d = &mut buf[..n];
         match parse(d) {
             Ok(Datagram::Hello { call, key }) => {
-                if let Some(old) = members.insert(from, Member { call, key: Key::new(&key) }) {
+                if let Some(old) = members.insert(
+                    from,
+                    Member {
+                        call,
+                        key: Key::new(&key),
+                    },
+                ) {
                     if let Some(v) = calls.get_mut(&old.call) {
                         v.retain(|a| *a != from);
                     }
