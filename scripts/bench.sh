@@ -43,6 +43,13 @@ fi
 out=${out:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 servers=(rtcd raw)
+janus_ok=0
+if command -v janus >/dev/null 2>&1 && [ -d /etc/janus ] && command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  janus_ok=1
+  servers+=(janus)
+else
+  echo "bench: Janus not available (needs root, iproute2 and Debian's janus: scripts/deps.sh --bench); skipped"
+fi
 
 echo "== build ($profile)"
 if [ "$profile" = release ]; then
@@ -58,8 +65,15 @@ srv_cpu=1 gen_cpu=0
 
 pids=()
 tmp=$(mktemp -d)
+# Janus runs in its own network namespace (perf-anchors §3.1: it gathers every interface
+# otherwise); a veth pair in 198.18.0.0/15 (benchmarking range) joins it to the generator.
+jns=rtcdbench$$ jveth_a=lgja$$ jveth_b=lgjb$$
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ "$janus_ok" = 1 ]; then
+    ip link del "$jveth_a" 2>/dev/null || true
+    ip netns del "$jns" 2>/dev/null || true
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -72,6 +86,29 @@ pick_port() {
     if ! ss -Hlntu "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
   done
   echo "bench: no free port" >&2; exit 1
+}
+
+setup_janus() {
+  ip netns add "$jns"
+  ip link add "$jveth_a" type veth peer name "$jveth_b"
+  ip link set "$jveth_b" netns "$jns"
+  ip addr add 198.18.0.1/30 dev "$jveth_a"
+  ip link set "$jveth_a" up
+  ip netns exec "$jns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$jns" ip addr add 198.18.0.2/30 dev "$jveth_b"
+  ip netns exec "$jns" ip link set "$jveth_b" up
+  ip netns exec "$jns" ip link set lo up
+  local c="$tmp/janus"
+  cp -r /etc/janus "$c"
+  sed -i -e "s|^\s*configs_folder = .*|\tconfigs_folder = \"$c\"|" \
+    -e 's|^\s*debug_level = .*|\tdebug_level = 2|' \
+    -e 's|^\s*#event_loops = .*|\tevent_loops = 1|' \
+    -e 's|^\s*#rtp_port_range = .*|\trtp_port_range = "20000-20999"|' \
+    -e "s|^\s*#ice_enforce_list = \"eth0\"\$|\tice_enforce_list = \"$jveth_b\"|" \
+    -e 's|^\s*#disable = "libjanus_voicemail.so,libjanus_recordplay.so"|\tdisable = "libjanus_voicemail.so,libjanus_recordplay.so,libjanus_streaming.so,libjanus_sip.so,libjanus_nosip.so,libjanus_lua.so,libjanus_duktape.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_audiobridge.so,libjanus_echotest.so"|' \
+    -e 's|^\s*#disable = "libjanus_rabbitmq.so"|\tdisable = "libjanus_rabbitmq.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_websockets.so"|' \
+    "$c/janus.jcfg"
+  sed -i -e 's|^\s*#ip = "192.168.0.1".*|\tip = "198.18.0.2"|' "$c/janus.transport.http.jcfg"
 }
 
 # start_server KIND -> sets SRV_PID and SRV_ARGS (loadgen arguments)
@@ -93,6 +130,18 @@ start_server() {
         curl -fs "http://127.0.0.1:$api/version" >/dev/null 2>&1 && break
         kill -0 "$SRV_PID" 2>/dev/null || { echo "rtcd exited:"; tail -5 "$tmp/rtcd.log"; return 1; }
         sleep 0.05
+      done
+      ;;
+    janus)
+      [ -d "$tmp/janus" ] || setup_janus
+      ip netns exec "$jns" taskset -c "$srv_cpu" janus -F "$tmp/janus" -C "$tmp/janus/janus.jcfg" \
+        >"$tmp/janus.log" 2>&1 &
+      SRV_PID=$!
+      SRV_ARGS="--server janus --janus 198.18.0.2:8088 --local-ip 198.18.0.1"
+      for _ in $(seq 1 100); do
+        curl -fs "http://198.18.0.2:8088/janus/info" >/dev/null 2>&1 && break
+        kill -0 "$SRV_PID" 2>/dev/null || { echo "janus exited:"; tail -5 "$tmp/janus.log"; return 1; }
+        sleep 0.1
       done
       ;;
     raw)
@@ -117,6 +166,8 @@ for shape in $shapes; do
     for rep in $(seq 1 "$reps"); do
       for kind in "${servers[@]}"; do
         [ -n "${stopped[$shape/$kind]:-}" ] && continue
+        # The Janus adapter drives one room of publishers and subscribers (W1, W2).
+        [ "$kind" = janus ] && [ "$shape" != w1 ] && [ "$shape" != w2 ] && continue
         start_server "$kind" || { stopped[$shape/$kind]=1; continue; }
         f="$out/$shape-$kind-n$n-r$rep.json"
         extra=()

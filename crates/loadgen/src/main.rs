@@ -5,6 +5,7 @@
 //! (user/system) and RSS, and its own CPU to tell when it, not the server, saturated.
 //! Prints a human summary and writes a JSON report (`--out`).
 
+mod janus;
 mod meter;
 mod metrics;
 mod opts;
@@ -83,6 +84,11 @@ struct Run<'a> {
     errors: Vec<String>,
     closes: u64,
     run_tag: String,
+    janus: Option<janus::Janus>,
+    /// Janus handle → slot.
+    handles: HashMap<u64, usize>,
+    /// Janus publisher feed ids per call.
+    feeds: HashMap<usize, Vec<u64>>,
 }
 
 fn main() {
@@ -159,6 +165,50 @@ impl Run<'_> {
                 self.sessions.insert(session, slot);
                 Peer::Rtc(Box::new(p))
             }
+            ServerKind::Janus => {
+                let session = format!("{}s{slot}", self.run_tag);
+                let publisher = role.audio || role.video;
+                let (mut p, offer) = RtcPeer::plain(
+                    session.clone(),
+                    role,
+                    slot,
+                    streams,
+                    self.opts,
+                    now,
+                    publisher,
+                    false,
+                )?;
+                self.poll
+                    .registry()
+                    .register(&mut p.sock, Token(slot), Interest::READABLE)
+                    .map_err(|e| format!("register socket: {e}"))?;
+                let j = self.janus.as_mut().ok_or("janus not connected")?;
+                let handle = j.attach()?;
+                self.handles.insert(handle, slot);
+                let room = 1000 + call as u64;
+                if let Some(offer) = offer {
+                    j.message(
+                        handle,
+                        serde_json::json!({"request": "joinandconfigure", "room": room,
+                            "ptype": "publisher", "display": session,
+                            "audio": role.audio, "video": role.video}),
+                        Some(("offer", &offer)),
+                    )?;
+                } else {
+                    let streams: Vec<serde_json::Value> = self
+                        .feeds
+                        .get(&call)
+                        .map(|f| f.iter().map(|id| serde_json::json!({"feed": id})).collect())
+                        .unwrap_or_default();
+                    j.message(
+                        handle,
+                        serde_json::json!({"request": "join", "room": room, "ptype": "subscriber",
+                            "streams": streams}),
+                        None,
+                    )?;
+                }
+                Peer::Rtc(Box::new(p))
+            }
             ServerKind::Raw => {
                 let mut p = RawPeer::new(call as u32, role, slot, streams, self.opts, now)?;
                 self.poll
@@ -201,6 +251,12 @@ impl Run<'_> {
                 if let Some(pl) = &self.plugin {
                     let _ = pl.send(p.leave_frame());
                 }
+                if let Some(j) = self.janus.as_mut() {
+                    if let Some((&h, _)) = self.handles.iter().find(|(_, s)| **s == slot) {
+                        let _ = j.message(h, serde_json::json!({"request": "leave"}), None);
+                        self.handles.remove(&h);
+                    }
+                }
                 let _ = self.poll.registry().deregister(&mut p.sock);
                 self.sessions.remove(&p.session);
             }
@@ -211,7 +267,62 @@ impl Run<'_> {
         }
     }
 
+    fn pump_janus(&mut self, now: Instant) -> Result<(), String> {
+        let Some(j) = self.janus.as_mut() else {
+            return Ok(());
+        };
+        let mut starts = Vec::new();
+        while let Ok(ev) = j.events.try_recv() {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    if self.errors.len() < 20 {
+                        self.errors.push(format!("janus events: {e}"));
+                    }
+                    continue;
+                }
+            };
+            let Some(&slot) = self.handles.get(&ev.sender) else {
+                continue;
+            };
+            let call = self.slots[slot].call;
+            let Some(Some(Peer::Rtc(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut()) else {
+                continue;
+            };
+            if let Some(err) = ev.data.get("error").and_then(|e| e.as_str()) {
+                p.record_error(format!("janus: {err}"));
+                continue;
+            }
+            match (ev.data.get("videoroom").and_then(|v| v.as_str()), ev.jsep) {
+                (Some("joined"), Some((t, sdp))) if t == "answer" => {
+                    if let Err(e) = p.accept_answer(&sdp) {
+                        p.record_error(e);
+                    }
+                    if let Some(id) = ev.data.get("id").and_then(|v| v.as_u64()) {
+                        self.feeds.entry(call).or_default().push(id);
+                    }
+                }
+                (Some("attached"), Some((t, sdp))) if t == "offer" => match p.accept_offer(&sdp) {
+                    Ok(answer) => starts.push((ev.sender, answer)),
+                    Err(e) => p.record_error(e),
+                },
+                _ => {}
+            }
+            p.drain(now, &mut self.meter);
+            self.slots[slot].deadline = now;
+        }
+        for (handle, answer) in starts {
+            j.message(
+                handle,
+                serde_json::json!({"request": "start"}),
+                Some(("answer", &answer)),
+            )?;
+        }
+        Ok(())
+    }
+
     fn pump_plugin(&mut self, now: Instant) -> Result<(), String> {
+        self.pump_janus(now)?;
         let Some(pl) = &self.plugin else {
             return Ok(());
         };
@@ -314,7 +425,22 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
             plugin::register(opts.api, &client, &key)?;
             Some(plugin::Plugin::connect(opts.api, &client, &key)?)
         }
-        ServerKind::Raw => None,
+        ServerKind::Raw | ServerKind::Janus => None,
+    };
+    let janus = match opts.server {
+        ServerKind::Janus => {
+            if !matches!(opts.shape, Shape::W1 | Shape::W2) {
+                return Err(
+                    "the Janus adapter drives W1 and W2 (one room, publishers + subscribers)"
+                        .into(),
+                );
+            }
+            let mut j = janus::Janus::connect(opts.janus)?;
+            let h = j.attach()?;
+            j.create_room(h, 1000, 4)?;
+            Some(j)
+        }
+        _ => None,
     };
     let mut r = Run {
         opts,
@@ -326,8 +452,27 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         errors: Vec::new(),
         closes: 0,
         run_tag,
+        janus,
+        handles: HashMap::new(),
+        feeds: HashMap::new(),
     };
-    let roles = opts::plan(opts.shape, opts.n);
+    let mut roles = opts::plan(opts.shape, opts.n);
+    if opts.server == ServerKind::Janus {
+        // A Janus publisher's PeerConnection only sends; listeners subscribe to every feed.
+        for r in &mut roles {
+            if r.audio || r.video {
+                r.receives = false;
+            }
+        }
+    }
+    let publishers: HashMap<usize, usize> =
+        roles
+            .iter()
+            .filter(|r| r.audio || r.video)
+            .fold(HashMap::new(), |mut m, r| {
+                *m.entry(r.call).or_default() += 1;
+                m
+            });
     let mut events = Events::with_capacity(1024);
 
     // Setup: join at --join-rate until everyone is connected or the deadline passes.
@@ -340,6 +485,26 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         let due = ((now - setup_start).as_secs_f64() * opts.join_rate) as usize + 1;
         while r.slots.len() < roles.len().min(due) {
             let role = roles[r.slots.len()];
+            // Janus subscribers need every publisher's feed id first.
+            let subscriber = !(role.audio || role.video);
+            // Janus also refuses a feed whose PeerConnection is not up yet ("No such feed").
+            if opts.server == ServerKind::Janus
+                && subscriber
+                && (r.feeds.get(&role.call).map_or(0, Vec::len)
+                    < publishers.get(&role.call).copied().unwrap_or(0)
+                    || r.slots.iter().any(|s| {
+                        s.call == role.call
+                            && !s.role.receives
+                            && s.peer
+                                .as_ref()
+                                .and_then(Peer::connected_at)
+                                .is_none_or(|t| {
+                                    now.saturating_duration_since(t) < Duration::from_millis(300)
+                                })
+                    }))
+            {
+                break;
+            }
             r.new_slot(role.call, role, now, false)?;
         }
         let connected = r

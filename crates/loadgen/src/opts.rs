@@ -9,6 +9,8 @@ pub enum ServerKind {
     Rtcd,
     /// The raw relay baseline: plain UDP + AES-128-GCM.
     Raw,
+    /// Janus VideoRoom over its HTTP API.
+    Janus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -35,6 +37,10 @@ pub struct Opts {
     pub api: SocketAddr,
     /// Raw relay address.
     pub relay: SocketAddr,
+    /// Janus HTTP API address.
+    pub janus: SocketAddr,
+    /// Address the participants' sockets bind (the veth end facing Janus's namespace).
+    pub local_ip: std::net::IpAddr,
     /// Server process to account CPU and RSS for.
     pub pid: Option<u32>,
     pub warmup_s: f64,
@@ -52,8 +58,8 @@ pub struct Opts {
     pub quiet: bool,
 }
 
-pub const USAGE: &str = "usage: rtcd-loadgen --server rtcd|raw --shape w1|w2|w3|w4|w6 --n N \
-[--api 127.0.0.1:8045] [--relay 127.0.0.1:27000] [--pid PID] [--warmup S] [--duration S] \
+pub const USAGE: &str = "usage: rtcd-loadgen --server rtcd|raw|janus --shape w1|w2|w3|w4|w6 --n N \
+[--api 127.0.0.1:8045] [--relay 127.0.0.1:27000] [--janus 198.18.0.2:8088] [--local-ip IP] [--pid PID] [--warmup S] [--duration S] \
 [--join-rate R] [--churn-rate R] [--audio-bytes B] [--video-kbps K] [--video-fps F] \
 [--video-packet B] [--out report.json] [--label TEXT] [--quiet]";
 
@@ -69,6 +75,8 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
         n: 10,
         api: SocketAddr::from(([127, 0, 0, 1], 8045)),
         relay: SocketAddr::from(([127, 0, 0, 1], 27000)),
+        janus: SocketAddr::from(([198, 18, 0, 2], 8088)),
+        local_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         pid: None,
         warmup_s: 3.0,
         duration_s: 10.0,
@@ -102,7 +110,8 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
                 o.server = match v {
                     "rtcd" => ServerKind::Rtcd,
                     "raw" => ServerKind::Raw,
-                    _ => return Err(format!("--server: unknown server {v:?} (rtcd, raw)")),
+                    "janus" => ServerKind::Janus,
+                    _ => return Err(format!("--server: unknown server {v:?} (rtcd, raw, janus)")),
                 }
             }
             "--shape" => {
@@ -118,6 +127,8 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--n" => o.n = num(flag, v)?,
             "--api" => o.api = num(flag, v)?,
             "--relay" => o.relay = num(flag, v)?,
+            "--janus" => o.janus = num(flag, v)?,
+            "--local-ip" => o.local_ip = num(flag, v)?,
             "--pid" => o.pid = Some(num(flag, v)?),
             "--warmup" => o.warmup_s = num(flag, v)?,
             "--duration" => o.duration_s = num(flag, v)?,
@@ -157,11 +168,18 @@ pub struct Role {
     pub call: usize,
     pub audio: bool,
     pub video: bool,
+    /// Receives the other participants' media (Janus publishers do not: their PC is send-only).
+    pub receives: bool,
 }
 
 /// The participants of a shape at size `n`.
 pub fn plan(shape: Shape, n: usize) -> Vec<Role> {
-    let r = |call, audio, video| Role { call, audio, video };
+    let r = |call, audio, video| Role {
+        call,
+        audio,
+        video,
+        receives: true,
+    };
     match shape {
         Shape::W1 => {
             let mut v = vec![r(0, true, false), r(0, true, false)];

@@ -152,6 +152,9 @@ pub fn build(i: &Input) -> Report {
     let (mut jit_sum, mut jit_n, mut jit_max) = (0.0f64, 0u64, 0.0f64);
     for (idx, s) in i.slots.iter().enumerate() {
         let rx = &m.rx[idx];
+        if !s.role.receives {
+            continue;
+        }
         let expected: u64 = by_call
             .get(&s.call)
             .map(|v| {

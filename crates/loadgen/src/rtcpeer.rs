@@ -75,36 +75,9 @@ impl RtcPeer {
         opts: &crate::opts::Opts,
         now: Instant,
     ) -> Result<(RtcPeer, Vec<Vec<u8>>), String> {
-        let std_sock =
-            std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-        std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let local = std_sock.local_addr().map_err(|e| e.to_string())?;
-        let sock = UdpSocket::from_std(std_sock);
-        let mut rtc = Rtc::builder().build(now);
-        let cand = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
-        rtc.add_local_candidate(cand);
-        let mut api = rtc.sdp_api();
-        let mic = api.add_media(
-            MediaKind::Audio,
-            Direction::SendRecv,
-            Some(format!("stream-{session}")),
-            None,
-            None,
-        );
+        let (peer, offer) = Self::plain(session, role, slot, streams, opts, now, true, true)?;
+        let session = peer.session.clone();
         let screen_stream = format!("screen-{session}");
-        let screen = role.video.then(|| {
-            api.add_media(
-                MediaKind::Video,
-                Direction::SendOnly,
-                Some(screen_stream.clone()),
-                None,
-                None,
-            )
-        });
-        api.add_channel("calls-dc".to_string());
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| "sdp api produced no offer".to_string())?;
         let mut frames = vec![ClientMessage::Join(Join {
             call_id: call_id.to_string(),
             user_id: format!("user-{session}"),
@@ -118,19 +91,78 @@ impl RtcPeer {
             let on = serde_json::json!({ "screenStreamID": screen_stream }).to_string();
             frames.push(rtc_frame(&session, MessageType::ScreenOn, on.into_bytes()));
         }
-        frames.push(rtc_frame(
-            &session,
-            MessageType::Sdp,
-            sdp_json(SdpKind::Offer, &offer.to_sdp_string()),
-        ));
+        if let Some(offer) = offer {
+            frames.push(rtc_frame(
+                &session,
+                MessageType::Sdp,
+                sdp_json(SdpKind::Offer, &offer),
+            ));
+        }
+        Ok((peer, frames))
+    }
+
+    /// A participant with no signaling attached: with `offer`, it offers its tracks (and
+    /// `calls-dc` when `dc`); without, it waits for the server's offer. Binds `opts.local_ip`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn plain(
+        session: String,
+        role: Role,
+        slot: usize,
+        streams: (u32, u32),
+        opts: &crate::opts::Opts,
+        now: Instant,
+        offer: bool,
+        dc: bool,
+    ) -> Result<(RtcPeer, Option<String>), String> {
+        let std_sock = std::net::UdpSocket::bind((opts.local_ip, 0))
+            .map_err(|e| format!("bind {}: {e}", opts.local_ip))?;
+        std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let local = std_sock.local_addr().map_err(|e| e.to_string())?;
+        let sock = UdpSocket::from_std(std_sock);
+        let mut rtc = Rtc::builder().build(now);
+        let cand = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
+        rtc.add_local_candidate(cand);
+        let (mic, screen, pending, sdp) = if offer {
+            let mut api = rtc.sdp_api();
+            let dir = if role.receives {
+                Direction::SendRecv
+            } else {
+                Direction::SendOnly
+            };
+            let mic = api.add_media(
+                MediaKind::Audio,
+                dir,
+                Some(format!("stream-{session}")),
+                None,
+                None,
+            );
+            let screen = role.video.then(|| {
+                api.add_media(
+                    MediaKind::Video,
+                    Direction::SendOnly,
+                    Some(format!("screen-{session}")),
+                    None,
+                    None,
+                )
+            });
+            if dc {
+                api.add_channel("calls-dc".to_string());
+            }
+            let (o, pending) = api
+                .apply()
+                .ok_or_else(|| "sdp api produced no offer".to_string())?;
+            (Some(mic), screen, Some(pending), Some(o.to_sdp_string()))
+        } else {
+            (None, None, None, None)
+        };
         let peer = RtcPeer {
             session,
             slot,
             rtc,
             sock,
             local,
-            pending: Some(pending),
-            mic: Some(mic),
+            pending,
+            mic,
             screen,
             joined_at: now,
             connected_at: None,
@@ -149,7 +181,7 @@ impl RtcPeer {
             buf: vec![0u8; 2048],
             alive: true,
         };
-        Ok((peer, frames))
+        Ok((peer, sdp))
     }
 
     pub fn leave_frame(&self) -> Vec<u8> {
@@ -163,6 +195,34 @@ impl RtcPeer {
         if self.errors.len() < 8 {
             self.errors.push(e);
         }
+    }
+
+    /// Applies the answer to our pending offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or("answer without a pending offer")?;
+        let a = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("answer SDP: {e}"))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, a)
+            .map_err(|e| format!("accept answer: {e}"))
+    }
+
+    /// Answers a server offer.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        let o = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("offer SDP: {e}"))?;
+        let a = self
+            .rtc
+            .sdp_api()
+            .accept_offer(o)
+            .map_err(|e| format!("accept offer: {e}"))?;
+        Ok(a.to_sdp_string())
+    }
+
+    pub fn record_error(&mut self, e: String) {
+        self.error(e);
     }
 
     /// A relayed `rtc` message from rtcd; returns the frame to send back, if any.
@@ -317,7 +377,8 @@ impl RtcPeer {
                 let mut data = Vec::with_capacity(size + VP8_STAMP_AT);
                 data.extend_from_slice(if key { &VP8_KEY } else { &VP8_INTER });
                 stamp.write(&mut data, size, 0x55);
-                let ts = MediaTime::from_90khz(src.frames * (src.period.as_micros() as u64 * 90 / 1000));
+                let ts =
+                    MediaTime::from_90khz(src.frames * (src.period.as_micros() as u64 * 90 / 1000));
                 src.advance(now);
                 let packets = data.len().div_ceil(1100) as u64;
                 if let (Some(pt), Some(w)) = (self.pt_vp8, self.rtc.writer(mid)) {
