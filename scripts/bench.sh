@@ -5,6 +5,8 @@
 # saturates). Prints a table and writes raw JSON, a markdown table and a PNG plot.
 # Usage: scripts/bench.sh [--quick|--smoke] [--out DIR] [--shapes "w1 w2 w3 w4 w6"] [--reps N]
 #   --quick: tiny sweep, short windows (< 3 minutes on a warm target/).
+#   Full mode: BENCH_SWEEP_W1="50 200 …" (… _W2, _W3, _W4, _W6) and BENCH_DURATION=S override
+#   the sweep and the window.
 #   --smoke: the test suite's check (debug build, tiny N, ~1 s windows): asserts media flowed
 #            and a report was written for every shape and server, never timings; prints
 #            "bench: N passed, N failed".
@@ -33,12 +35,22 @@ if [ "$smoke" = 1 ]; then
 elif [ "$quick" = 1 ]; then
   : "${shapes:=w1 w2 w3 w4 w6}" "${reps:=1}"
   warmup=1 duration=3
+  # Two points per shape, no early stop.
   declare -A sweep=([w1]="50 200" [w2]="10 40" [w3]="10 40" [w4]="20 80" [w6]="10")
 else
   : "${shapes:=w1 w2 w3 w4 w6}" "${reps:=3}"
   warmup=3 duration=10
   declare -A sweep=([w1]="50 100 200 400 700 1000" [w2]="10 20 50 100 200" [w3]="10 25 50 100 200"
     [w4]="25 50 100 200 400" [w6]="25")
+  [ -n "${BENCH_SWEEP_W1:-}" ] && sweep[w1]=$BENCH_SWEEP_W1
+  [ -n "${BENCH_SWEEP_W2:-}" ] && sweep[w2]=$BENCH_SWEEP_W2
+  [ -n "${BENCH_SWEEP_W3:-}" ] && sweep[w3]=$BENCH_SWEEP_W3
+  [ -n "${BENCH_SWEEP_W4:-}" ] && sweep[w4]=$BENCH_SWEEP_W4
+  [ -n "${BENCH_SWEEP_W6:-}" ] && sweep[w6]=$BENCH_SWEEP_W6
+  [ -n "${BENCH_DURATION:-}" ] && duration=$BENCH_DURATION
+fi
+if [ "$smoke" = 0 ] && [ "${BENCH_SKIP_DEPS:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  scripts/deps.sh --bench >/dev/null || echo "bench: deps.sh --bench failed; going on with what is installed"
 fi
 out=${out:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
@@ -183,7 +195,7 @@ for shape in $shapes; do
         fi
         stop_server
         # Sweep ends for this server at the first cell over the limits (last rep decides).
-        if [ "$smoke" = 0 ] && [ -f "$f" ] && [ "$rep" = "$reps" ] && \
+        if [ "$smoke" = 0 ] && [ "$quick" = 0 ] && [ -f "$f" ] && [ "$rep" = "$reps" ] && \
           ! python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r['within_slo'] and not r['generator']['saturated'] else 1)" "$f"; then
           echo "  -> $kind past the limits (or generator saturated) at $shape n=$n; sweep stops"
           stopped[$shape/$kind]=1

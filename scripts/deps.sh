@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine of this kind (idempotent).
 # Everything comes from the package registries by name; nothing is downloaded otherwise.
-# Usage: scripts/deps.sh [--e2e]   (--e2e: also chromium, nftables, iproute2, nodejs/npm and
-#        `npm ci` in e2e/ for scripts/e2e.sh)
+# Usage: scripts/deps.sh [--e2e] [--bench]   (--e2e: also chromium, nftables, iproute2,
+#        nodejs/npm and `npm ci` in e2e/ for scripts/e2e.sh; --bench: Janus, iproute2 and
+#        python3-matplotlib for scripts/bench.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +25,11 @@ if [ "${1:-}" = --aiortc ]; then
 fi
 # --- end of aiortc block ---
 
-e2e=0
+e2e=0 bench=0
 for arg in "$@"; do
   case "$arg" in
     --e2e) e2e=1 ;;
+    --bench) bench=1 ;;
     *) echo "deps: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +37,16 @@ done
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# scripts/bench.sh (and its --smoke suite): curl, ss, taskset.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ "$bench" = 1 ]; then
+  # The side-by-side peer (Janus VideoRoom) and the plot; only scripts/bench.sh needs them.
+  command -v janus >/dev/null 2>&1 || need_apt+=(janus)
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need_apt+=(python3-matplotlib)
+fi
 if [ "$e2e" = 1 ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
