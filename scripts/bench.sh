@@ -34,7 +34,7 @@ if [ "$smoke" = 1 ]; then
   declare -A sweep=([w1]="3" [w2]="2" [w3]="2" [w4]="2" [w6]="2")
 elif [ "$quick" = 1 ]; then
   : "${shapes:=w1 w2 w3 w4 w6}" "${reps:=1}"
-  warmup=1 duration=3
+  warmup=0.5 duration=2
   # Two points per shape, no early stop.
   declare -A sweep=([w1]="50 200" [w2]="10 40" [w3]="10 40" [w4]="20 80" [w6]="10")
 else
