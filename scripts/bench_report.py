@@ -51,6 +51,8 @@ for (shape, server, n), rs in sorted(cells.items()):
         "rss_kb": med([r["server"]["rss_per_session_kb"] for r in rs]),
         "join_ms_cpu": med([r["server"]["setup_cpu_ms_per_join"] for r in rs]),
         "gen_core": med([r["generator"]["cpu_core_fraction"] for r in rs]),
+        "gen_wait": med([r["generator"].get("run_queue_wait_fraction") for r in rs]),
+        "srv_wait": med([r["server"].get("run_queue_wait_fraction") for r in rs]),
         "gen_saturated": any(r["generator"]["saturated"] for r in rs),
         "ok": all(r["within_slo"] for r in rs),
         "ttfm_p50": med([(r.get("churn") or {}).get("time_to_first_media_ms", {}).get("p50_ms") for r in rs]),
@@ -63,16 +65,17 @@ def f(v, fmt="{:.0f}"):
     return "-" if v is None else fmt.format(v)
 
 
-lines = ["| shape | server | N | sessions | fwd pps | pkts/CPU-s | µs CPU/pkt | user/sys s | loss % | p50 / p99 / p99.9 ms | RSS kB/session | gen core | within limits |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| shape | server | N | sessions | fwd pps | pkts/CPU-s | µs CPU/pkt | user/sys s | loss % | p50 / p99 / p99.9 ms | RSS kB/session | gen core (+wait) | server wait | within limits |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
-    lines.append("| {shape} | {server} | {n} | {sess} | {pps} | {ppc} | {us} | {u}/{s} | {loss} | {p50} / {p99} / {p999} | {rss} | {gen}{sat} | {ok} |".format(
+    lines.append("| {shape} | {server} | {n} | {sess} | {pps} | {ppc} | {us} | {u}/{s} | {loss} | {p50} / {p99} / {p999} | {rss} | {gen} (+{gw}){sat} | {sw} | {ok} |".format(
         shape=r["shape"].upper(), server=r["server"], n=r["n"], sess=f"{r['connected']}/{r['sessions']}",
         pps=f(r["pps"]), ppc=f(r["pkts_per_cpu_s"]), us=f(r["us_per_pkt"], "{:.1f}"),
         u=f(r["cpu_user"], "{:.2f}"), s=f(r["cpu_sys"], "{:.2f}"),
         loss="n/a" if r["loss"] is None else f"{r['loss'] * 100:.3f}",
         p50=f(r["p50"], "{:.2f}"), p99=f(r["p99"], "{:.2f}"), p999=f(r["p999"], "{:.2f}"),
         rss=f(r["rss_kb"], "{:.0f}"), gen=f(r["gen_core"], "{:.2f}"),
+        gw=f(r["gen_wait"], "{:.2f}"), sw=f(r["srv_wait"], "{:.2f}"),
         sat=" (sat.)" if r["gen_saturated"] else "", ok="yes" if r["ok"] else "**no**"))
 
 # Per shape and server: capacity = largest N within the limits; efficiency at the largest
@@ -132,17 +135,20 @@ except ImportError:
     print("matplotlib not available: no plot (apt-get install python3-matplotlib)", file=sys.stderr)
     sys.exit(0)
 
+COLORS = {"rtcd": "tab:green", "raw": "tab:orange", "janus": "tab:blue"}
 shapes = sorted({r["shape"] for r in rows})
 fig, axes = plt.subplots(len(shapes), 2, figsize=(11, 3.2 * len(shapes)), squeeze=False)
 for i, shape in enumerate(shapes):
     for server in sorted({r["server"] for r in rows if r["shape"] == shape}):
         rs = [r for r in rows if r["shape"] == shape and r["server"] == server]
         ns = [r["n"] for r in rs]
-        axes[i][0].plot(ns, [r["pkts_per_cpu_s"] or 0 for r in rs], marker="o", label=server)
-        axes[i][1].plot(ns, [r["p99"] or 0 for r in rs], marker="o", label=server)
+        c = COLORS.get(server)
+        axes[i][0].plot(ns, [r["pkts_per_cpu_s"] or 0 for r in rs], marker="o", label=server, color=c)
+        axes[i][1].plot(ns, [max(r["p99"] or 0, 0.01) for r in rs], marker="o", label=server, color=c)
     axes[i][0].set_title(f"{shape.upper()}: forwarded packets per server CPU-second")
     axes[i][1].set_title(f"{shape.upper()}: p99 added latency (ms)")
     axes[i][1].axhline(20, color="grey", linestyle=":", linewidth=1)
+    axes[i][1].set_yscale("log")
     for ax in axes[i]:
         ax.set_xlabel("N")
         ax.grid(True, alpha=0.3)

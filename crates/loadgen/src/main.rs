@@ -546,6 +546,10 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
     let t0 = Instant::now();
     let srv0 = server_cpu(opts.pid);
     let gen0 = procstat::cpu("self").ok();
+    let gen_wait0 = procstat::thread_wait().ok();
+    let srv_wait0 = opts
+        .pid
+        .and_then(|p| procstat::process_wait(&p.to_string()).ok());
     let churn = opts.shape == Shape::W6;
     let churn_every = Duration::from_secs_f64(1.0 / opts.churn_rate);
     let mut next_churn = t0 + churn_every;
@@ -567,6 +571,10 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
     let t1 = Instant::now();
     let srv1 = server_cpu(opts.pid);
     let gen1 = procstat::cpu("self").ok();
+    let gen_wait1 = procstat::thread_wait().ok();
+    let srv_wait1 = opts
+        .pid
+        .and_then(|p| procstat::process_wait(&p.to_string()).ok());
     let rss_loaded = server_rss(opts.pid);
     // Drain what is in flight.
     let drain_end = Instant::now() + Duration::from_millis(500);
@@ -592,6 +600,8 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
             (Some(b), Some(a)) => Some(b.since(&a)),
             _ => None,
         },
+        gen_wait_s: gen_wait1.zip(gen_wait0).map(|(b, a)| b - a),
+        server_wait_s: srv_wait1.zip(srv_wait0).map(|(b, a)| b - a),
         setup_s,
         setup_cpu,
         gen_setup_cpu,

@@ -91,6 +91,36 @@ pub fn rss(pid: &str) -> Result<u64, ProcError> {
     parse_rss(&s)
 }
 
+/// Seconds spent runnable but waiting for a CPU (field 2 of a `schedstat` line): how much a
+/// thread was starved by other processes on its core.
+pub fn parse_schedstat(line: &str) -> Result<f64, ProcError> {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ns| ns as f64 / 1e9)
+        .ok_or_else(|| ProcError(format!("schedstat line unreadable: {line:?}")))
+}
+
+/// Run-queue wait of the calling thread.
+pub fn thread_wait() -> Result<f64, ProcError> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .map_err(|e| ProcError(format!("/proc/thread-self/schedstat: {e}")))?;
+    parse_schedstat(&s)
+}
+
+/// Run-queue wait summed over all threads of `pid`.
+pub fn process_wait(pid: &str) -> Result<f64, ProcError> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| ProcError(format!("/proc/{pid}/task: {e}")))?;
+    let mut total = 0.0;
+    for e in dir.flatten() {
+        if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
+            total += parse_schedstat(&s)?;
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +148,14 @@ mod tests {
         assert_eq!(parse_rss(s), Ok(2048 * 1024));
         assert!(parse_rss("Name:\tx\n").is_err());
         assert!(parse_rss("VmRSS:\t12 MB\n").is_err());
+    }
+
+    #[test]
+    fn run_queue_wait_is_the_second_schedstat_field_in_seconds() {
+        assert_eq!(parse_schedstat("600574 2500000000 17\n"), Ok(2.5));
+        assert!(parse_schedstat("12").is_err());
+        assert!(thread_wait().is_ok());
+        assert!(process_wait("self").is_ok());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct ServerReport {
     pub rss_idle_bytes: Option<u64>,
     pub rss_loaded_bytes: Option<u64>,
     pub rss_per_session_kb: Option<f64>,
+    /// Share of the window the server's threads (summed) waited for a CPU.
+    pub run_queue_wait_fraction: Option<f64>,
     /// Server CPU spent while the sessions joined, per join.
     pub setup_cpu_ms_per_join: Option<f64>,
 }
@@ -33,7 +35,10 @@ pub struct GeneratorReport {
     pub cpu: Option<CpuTimes>,
     pub cpu_core_fraction: Option<f64>,
     pub setup_cpu: Option<CpuTimes>,
-    /// The generator used more than 85 % of a core: the numbers measure it, not the server.
+    /// Share of the window the generator's thread was runnable but waiting for its core.
+    pub run_queue_wait_fraction: Option<f64>,
+    /// The generator used more than 85 % of a core, or used plus waited more than 85 %: the
+    /// numbers measure it (or the machine's other load), not the server.
     pub saturated: bool,
 }
 
@@ -106,6 +111,9 @@ pub struct Input<'a> {
     pub setup_s: f64,
     pub setup_cpu: Option<CpuTimes>,
     pub gen_setup_cpu: Option<CpuTimes>,
+    /// Run-queue wait over the window (starvation by other processes on the core).
+    pub gen_wait_s: Option<f64>,
+    pub server_wait_s: Option<f64>,
     pub connect_ms: Vec<f64>,
     pub rss_idle: Option<u64>,
     pub rss_loaded: Option<u64>,
@@ -203,6 +211,8 @@ pub fn build(i: &Input) -> Report {
         .filter(|s| !s.churned_in && s.connected_at.is_some())
         .count();
     let gen_frac = i.gen_cpu.map(|c| c.total() / w);
+    let gen_wait = i.gen_wait_s.map(|x| x / w);
+    let busy = gen_frac.unwrap_or(0.0) + gen_wait.unwrap_or(0.0);
     let audio = percentiles(&m.audio_hist);
     let video = percentiles(&m.video_hist);
     let worst_p99 = audio.p99_ms.max(video.p99_ms);
@@ -270,6 +280,7 @@ pub fn build(i: &Input) -> Report {
             rss_idle_bytes: i.rss_idle,
             rss_loaded_bytes: i.rss_loaded,
             rss_per_session_kb,
+            run_queue_wait_fraction: i.server_wait_s.map(|x| x / w),
             setup_cpu_ms_per_join: i
                 .setup_cpu
                 .filter(|_| initial > 0)
@@ -279,7 +290,9 @@ pub fn build(i: &Input) -> Report {
             cpu: i.gen_cpu,
             cpu_core_fraction: gen_frac,
             setup_cpu: i.gen_setup_cpu,
-            saturated: gen_frac.is_some_and(|f| f > GENERATOR_SATURATED),
+            run_queue_wait_fraction: gen_wait,
+            saturated: gen_frac.is_some_and(|f| f > GENERATOR_SATURATED)
+                || busy > GENERATOR_SATURATED,
         },
         churn,
         within_slo: loss.is_none_or(|l| l <= SLO_LOSS)
@@ -334,8 +347,9 @@ pub fn summary(r: &Report) -> String {
         opt(r.server.rss_per_session_kb, 1)
     );
     s += &format!(
-        "  generator {} core{}; within SLO: {}",
+        "  generator {} core, waited {} of the window for its core{}; within SLO: {}",
         opt(r.generator.cpu_core_fraction, 2),
+        opt(r.generator.run_queue_wait_fraction, 2),
         if r.generator.saturated {
             " (SATURATED: numbers measure the generator)"
         } else {
