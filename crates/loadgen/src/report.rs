@@ -163,15 +163,20 @@ pub fn build(i: &Input) -> Report {
         if !s.role.receives {
             continue;
         }
-        let expected: u64 = by_call
-            .get(&s.call)
-            .map(|v| {
-                v.iter()
-                    .filter(|(owner, _)| *owner != idx)
-                    .map(|(_, st)| m.sent_in_window.get(st).copied().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0);
+        // Under churn a receiver's expected share depends on when it was present: not counted.
+        let expected: u64 = if i.churn {
+            0
+        } else {
+            by_call
+                .get(&s.call)
+                .map(|v| {
+                    v.iter()
+                        .filter(|(owner, _)| *owner != idx)
+                        .map(|(_, st)| m.sent_in_window.get(st).copied().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
         let (mut unique, mut packets, mut dup, mut reo, mut jmax) = (0, 0, 0, 0, 0.0f64);
         for st in rx.values() {
             unique += st.unique;
