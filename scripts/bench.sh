@@ -172,6 +172,15 @@ stop_server() {
   wait "$SRV_PID" 2>/dev/null || true
 }
 
+# The Janus adapter drives one room of publishers and subscribers (W1, W2); the smoke keeps
+# Janus to W1 so that the test suite stays short.
+skip_cell() {
+  [ "$1" = janus ] || return 1
+  [ "$2" = w1 ] && return 1
+  [ "$2" = w2 ] && [ "$smoke" = 0 ] && return 1
+  return 0
+}
+
 declare -A stopped
 for shape in $shapes; do
   for n in ${sweep[$shape]}; do
@@ -179,7 +188,7 @@ for shape in $shapes; do
       for kind in "${servers[@]}"; do
         [ -n "${stopped[$shape/$kind]:-}" ] && continue
         # The Janus adapter drives one room of publishers and subscribers (W1, W2).
-        [ "$kind" = janus ] && [ "$shape" != w1 ] && [ "$shape" != w2 ] && continue
+        skip_cell "$kind" "$shape" && continue
         start_server "$kind" || { stopped[$shape/$kind]=1; continue; }
         f="$out/$shape-$kind-n$n-r$rep.json"
         extra=()
@@ -210,6 +219,7 @@ if [ "$smoke" = 1 ]; then
   pass=0 fail=0
   for shape in $shapes; do
     for kind in "${servers[@]}"; do
+      skip_cell "$kind" "$shape" && continue
       for n in ${sweep[$shape]}; do
         f="$out/$shape-$kind-n$n-r1.json"
         if [ -f "$f" ] && python3 - "$f" <<'PY'
