@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine of this kind (idempotent).
 # Everything comes from the package registries by name; nothing is downloaded otherwise.
-# Usage: scripts/deps.sh [--e2e] [--ops]   (--e2e: also chromium, nftables, iproute2,
-#        nodejs/npm and `npm ci` in e2e/ for scripts/e2e.sh; --ops: systemd-analyze, the
-#        shell linter and python3-yaml for tests/ops/run.sh)
+# Usage: scripts/deps.sh [--aiortc] [--e2e] [--ops] [--bench]   (any order; --aiortc:
+#        python3 + venv, nftables, iproute2 for scripts/aiortc.sh; --e2e: also chromium,
+#        nftables, iproute2, nodejs/npm and `npm ci` in e2e/ for scripts/e2e.sh; --ops:
+#        systemd-analyze, the shell linter and python3-yaml for tests/ops/run.sh; --bench:
+#        Janus, iproute2 and python3-matplotlib for scripts/bench.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# --- aiortc block (scripts/aiortc.sh): kept separate from --e2e. A leading --aiortc installs
-# python3 + venv, nftables and iproute2, is then removed from the arguments, and the rest of
-# this script runs as usual (the venv itself is made by scripts/aiortc.sh).
-if [ "${1:-}" = --aiortc ]; then
-  shift
+# --- aiortc block (scripts/aiortc.sh): --aiortc (anywhere in the arguments) installs
+# python3 + venv, nftables and iproute2 (the venv itself is made by scripts/aiortc.sh).
+aiortc=0
+for arg in "$@"; do
+  if [ "$arg" = --aiortc ]; then aiortc=1; fi
+done
+if [ "$aiortc" = 1 ]; then
   aiortc_apt=()
   command -v python3 >/dev/null 2>&1 || aiortc_apt+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || aiortc_apt+=(python3-venv)
@@ -25,11 +29,13 @@ if [ "${1:-}" = --aiortc ]; then
 fi
 # --- end of aiortc block ---
 
-e2e=0 ops=0
+e2e=0 ops=0 bench=0
 for arg in "$@"; do
   case "$arg" in
+    --aiortc) ;; # handled above
     --e2e) e2e=1 ;;
     --ops) ops=1 ;;
+    --bench) bench=1 ;;
     *) echo "deps: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +43,16 @@ done
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# scripts/bench.sh (and its --smoke suite): curl, ss, taskset.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ "$bench" = 1 ]; then
+  # The side-by-side peer (Janus VideoRoom) and the plot; only scripts/bench.sh needs them.
+  command -v janus >/dev/null 2>&1 || need_apt+=(janus)
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need_apt+=(python3-matplotlib)
+fi
 if [ "$e2e" = 1 ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   command -v nft >/dev/null 2>&1 || need_apt+=(nftables)

@@ -5,12 +5,14 @@
 #   3. Chromium running Mattermost's RTCPeer in a loopback-only netns (scripts/e2e.sh)
 #   4. ops: install.sh into a temp DESTDIR, systemd unit, tuning scripts on fake /proc and
 #      /sys trees, Kubernetes manifests, shellcheck (tests/ops/run.sh; never touches the host)
+#   5. bench: a smoke run of every load shape against the daemon and the raw relay
+#      (scripts/bench.sh --smoke; asserts media flowed and reports were written, never timings)
 # Usage: scripts/test.sh   (installs missing test dependencies first when run as root;
-#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e ops" picks suites)
+#        RTCD_SKIP_DEPS=1 skips that; RTCD_TEST_SUITES="rust aiortc e2e ops bench" picks suites)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-suites=${RTCD_TEST_SUITES:-"rust aiortc e2e ops"}
+suites=${RTCD_TEST_SUITES:-"rust aiortc e2e ops bench"}
 want() { case " $suites " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if [ "${RTCD_SKIP_DEPS:-0}" != 1 ]; then
@@ -111,6 +113,17 @@ if want ops; then
   [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
   [ "$rc" -ne 0 ] && status=1
   add "${p:-0}" "${f:-0}" "${s:-0}"
+fi
+
+if want bench; then
+  echo "== bench (smoke)"
+  scripts/bench.sh --smoke --out "$(mktemp -d)" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^bench: [0-9]+ passed' "$log" | tail -n 1)
+  p=$(num passed "$line"); f=$(num failed "$line")
+  [ "$rc" -ne 0 ] && [ "${f:-0}" = 0 ] && f=1
+  [ "$rc" -ne 0 ] && status=1
+  add "${p:-0}" "${f:-0}" 0
 fi
 
 echo
