@@ -15,16 +15,10 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 ARG RTCD_BUILD_VERSION=""
 WORKDIR /src
-# Dependencies first, so source edits reuse the cached dependency build.
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY crates/proto/Cargo.toml crates/proto/Cargo.toml
-RUN mkdir -p src crates/proto/src \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs crates/proto/src/lib.rs \
-    && cargo build --release --locked --bin rtcd \
-    && rm -rf src crates/proto/src
+# The whole workspace (every member's manifest is needed to resolve it); only the daemon is
+# built.
 COPY . .
-RUN touch src/main.rs src/lib.rs crates/proto/src/lib.rs \
-    && RTCD_BUILD_VERSION="${RTCD_BUILD_VERSION}" cargo build --release --locked --bin rtcd \
+RUN RTCD_BUILD_VERSION="${RTCD_BUILD_VERSION}" cargo build --release --locked --bin rtcd \
     && ./target/release/rtcd --version
 
 FROM debian:bookworm-slim
