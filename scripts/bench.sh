@@ -4,7 +4,8 @@
 # CPU 1 and the generator to CPU 0, until loss > 0.1 % or p99 > 20 ms (or the generator
 # saturates). Prints a table and writes raw JSON, a markdown table and a PNG plot.
 # Usage: scripts/bench.sh [--quick|--smoke] [--out DIR] [--shapes "w1 w2 w3 w4 w6"] [--reps N]
-#   --quick: tiny sweep, short windows (< 3 minutes on a warm target/).
+#   --quick: tiny sweep, short windows (~2.5 minutes of runs, plus the release build: ~2 min
+#            after a commit, since build.rs stamps the git hash into rtcd).
 #   Full mode: BENCH_SWEEP_W1="50 200 …" (… _W2, _W3, _W4, _W6) and BENCH_DURATION=S override
 #   the sweep and the window.
 #   --smoke: the test suite's check (debug build, tiny N, ~1 s windows): asserts media flowed
@@ -35,8 +36,8 @@ if [ "$smoke" = 1 ]; then
 elif [ "$quick" = 1 ]; then
   : "${shapes:=w1 w2 w3 w4 w6}" "${reps:=1}"
   warmup=0.5 duration=2
-  # Two points per shape, no early stop.
-  declare -A sweep=([w1]="50 200" [w2]="10 40" [w3]="10 40" [w4]="20 80" [w6]="10")
+  # Two points for W1, one for the rest, no early stop: ~15 runs of ~10 s.
+  declare -A sweep=([w1]="50 200" [w2]="20" [w3]="25" [w4]="50" [w6]="10")
 else
   : "${shapes:=w1 w2 w3 w4 w6}" "${reps:=3}"
   warmup=3 duration=10
