@@ -361,25 +361,11 @@ impl Portable {
         while k < to {
             let (_, dest, data) = &self.sends[k];
             let seg = data.len();
-            let mut n = 1;
-            if self.gso {
-                let mut total = seg;
-                while k + n < to && n < GSO_MAX_SEGMENTS {
-                    let (_, d2, b2) = &self.sends[k + n];
-                    if d2 != dest
-                        || b2.len() > seg
-                        || b2.is_empty()
-                        || total + b2.len() > GSO_MAX_BYTES
-                    {
-                        break;
-                    }
-                    total += b2.len();
-                    n += 1;
-                    if b2.len() < seg {
-                        break; // a shorter datagram ends the message
-                    }
-                }
-            }
+            let n = if self.gso {
+                gso_run(&self.sends[..to], k)
+            } else {
+                1
+            };
             let (sa, len) = to_sockaddr(*dest);
             addrs[m] = sa;
             for j in 0..n {
@@ -395,18 +381,7 @@ impl Portable {
             hdr.msg_iov = &mut iovs[k - from];
             hdr.msg_iovlen = n as _;
             if n > 1 {
-                let buf = &mut cmsgs[m];
-                hdr.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
-                // SAFETY: CMSG_SPACE of a u16 fits the 32-byte buffer.
-                hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
-                // SAFETY: msg_control/msg_controllen describe `buf`, which holds one cmsg.
-                unsafe {
-                    let c = libc::CMSG_FIRSTHDR(hdr);
-                    (*c).cmsg_level = libc::SOL_UDP;
-                    (*c).cmsg_type = UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
-                }
+                set_gso_segment(hdr, &mut cmsgs[m], seg);
             }
             segs[m] = n;
             m += 1;
@@ -447,6 +422,48 @@ impl Portable {
             self.failed += segs[done];
             done += 1;
         }
+    }
+}
+
+/// How many datagrams from `q[k..]` one GSO send can carry: same socket and destination,
+/// equal sizes (a shorter one may end the run), within the kernel's limits.
+fn gso_run(q: &[(usize, SocketAddr, Vec<u8>)], k: usize) -> usize {
+    let Some((sock, dest, first)) = q.get(k) else {
+        return 0;
+    };
+    let seg = first.len();
+    let (mut n, mut total) = (1, seg);
+    while n < GSO_MAX_SEGMENTS {
+        let Some((s2, d2, b2)) = q.get(k + n) else {
+            break;
+        };
+        if s2 != sock || d2 != dest || b2.is_empty() || b2.len() > seg {
+            break;
+        }
+        if total + b2.len() > GSO_MAX_BYTES {
+            break;
+        }
+        total += b2.len();
+        n += 1;
+        if b2.len() < seg {
+            break; // a shorter datagram ends the message
+        }
+    }
+    n
+}
+
+/// Attaches a `UDP_SEGMENT` cmsg (segment size `seg`) to `hdr`, stored in `buf`.
+fn set_gso_segment(hdr: &mut libc::msghdr, buf: &mut [u64; 4], seg: usize) {
+    hdr.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
+    // SAFETY: CMSG_SPACE of a u16 fits the 32-byte buffer.
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+    // SAFETY: msg_control/msg_controllen describe `buf`, which holds one cmsg.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(hdr);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
     }
 }
 
@@ -755,39 +772,22 @@ impl Uring {
     /// same-destination, equal-size datagrams (GSO; the last may be shorter).
     fn submit_pending(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
-        let mut it = pending.drain(..).peekable();
-        while let Some((sock, dest, first)) = it.next() {
-            let seg = first.len();
+        let mut k = 0;
+        while k < pending.len() {
+            let n = if self.gso { gso_run(&pending, k) } else { 1 };
+            let (sock, dest, seg) = (pending[k].0, pending[k].1, pending[k].2.len());
             let idx = self.take_send_slot();
             let Some(slot) = self.sends.get_mut(idx) else {
+                k += n;
                 continue;
             };
             let s = &mut **slot;
-            s.data.push(first);
-            if self.gso {
-                let mut total = seg;
-                while s.data.len() < GSO_MAX_SEGMENTS {
-                    let Some((sk, d, b)) = it.peek() else {
-                        break;
-                    };
-                    if *sk != sock
-                        || *d != dest
-                        || b.len() > seg
-                        || b.is_empty()
-                        || total + b.len() > GSO_MAX_BYTES
-                    {
-                        break;
-                    }
-                    let shorter = b.len() < seg;
-                    total += b.len();
-                    if let Some((_, _, b)) = it.next() {
-                        s.data.push(b);
-                    }
-                    if shorter {
-                        break;
-                    }
-                }
-            }
+            s.data.extend(
+                pending[k..k + n]
+                    .iter_mut()
+                    .map(|e| std::mem::take(&mut e.2)),
+            );
+            k += n;
             let (addr, addr_len) = to_sockaddr(dest);
             s.addr = addr;
             for (i, b) in s.data.iter_mut().enumerate() {
@@ -803,17 +803,7 @@ impl Uring {
             s.msg.msg_iov = s.iovs.as_mut_ptr();
             s.msg.msg_iovlen = s.data.len() as _;
             if s.data.len() > 1 {
-                s.msg.msg_control = s.cmsg.as_mut_ptr() as *mut libc::c_void;
-                // SAFETY: CMSG_SPACE of a u16 fits the 32-byte buffer.
-                s.msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
-                // SAFETY: msg_control/msg_controllen describe `s.cmsg`, which holds one cmsg.
-                unsafe {
-                    let c = libc::CMSG_FIRSTHDR(&s.msg);
-                    (*c).cmsg_level = libc::SOL_UDP;
-                    (*c).cmsg_type = UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
-                }
+                set_gso_segment(&mut s.msg, &mut s.cmsg, seg);
             }
             let n = s.data.len();
             let e = io_uring::opcode::SendMsg::new(io_uring::types::Fixed(sock as u32), &s.msg)
@@ -827,7 +817,7 @@ impl Uring {
                 self.free_sends.push(idx);
             }
         }
-        drop(it);
+        pending.clear();
         self.pending = pending;
     }
 

@@ -350,11 +350,7 @@ impl Media {
     }
 
     fn broadcast(&mut self, msg: PeerMsg) {
-        for w in 0..self.workers {
-            if w != self.worker {
-                self.peer_out.push((w, msg.clone()));
-            }
-        }
+        broadcast_to(&mut self.peer_out, self.workers, self.worker, msg);
     }
 
     pub fn session_count(&self) -> usize {
@@ -404,11 +400,6 @@ impl Media {
             self.timers.pop(); // stale
         }
         None
-    }
-
-    /// Timers pending in the heap, stale ones included (for tests and metrics).
-    pub fn timer_entries(&self) -> usize {
-        self.timers.len()
     }
 
     /// Recomputes the next wake-up of the sessions touched by the last input.
@@ -1038,14 +1029,12 @@ impl Media {
             },
         );
         let video = t.media == MediaKind::Video;
-        if t.home != self.worker {
+        let home = t.home;
+        if home != self.worker {
             self.sync_remote_subscription(&call_key, track);
             if video {
                 self.peer_out.push((
-                    self.calls
-                        .get(&call_key)
-                        .and_then(|c| c.tracks.get(track))
-                        .map_or(0, |t| t.home),
+                    home,
                     PeerMsg::Keyframe {
                         call: call_key,
                         track: track.clone(),
@@ -1354,17 +1343,16 @@ impl Media {
         }
         s.screen_stream = None;
         call.screen_sharer = None;
-        self.peer_out
-            .extend((0..self.workers).filter(|w| *w != self.worker).map(|w| {
-                (
-                    w,
-                    PeerMsg::ScreenSharer {
-                        call: call_key.clone(),
-                        sharer: None,
-                        from: self.worker,
-                    },
-                )
-            }));
+        broadcast_to(
+            &mut self.peer_out,
+            self.workers,
+            self.worker,
+            PeerMsg::ScreenSharer {
+                call: call_key.clone(),
+                sharer: None,
+                from: self.worker,
+            },
+        );
         // Screen video is removed at receivers by renegotiation; screen audio just stops.
         let screen: Vec<Arc<str>> = call
             .tracks
@@ -2088,18 +2076,16 @@ impl Media {
             call.sessions.remove(&key.session_id);
             if call.screen_sharer.as_deref() == Some(&*key.session_id) {
                 call.screen_sharer = None;
-                let from = self.worker;
-                self.peer_out
-                    .extend((0..self.workers).filter(|w| *w != from).map(|w| {
-                        (
-                            w,
-                            PeerMsg::ScreenSharer {
-                                call: call_key.clone(),
-                                sharer: None,
-                                from,
-                            },
-                        )
-                    }));
+                broadcast_to(
+                    &mut self.peer_out,
+                    self.workers,
+                    self.worker,
+                    PeerMsg::ScreenSharer {
+                        call: call_key.clone(),
+                        sharer: None,
+                        from: self.worker,
+                    },
+                );
             }
             let own: Vec<Arc<str>> = call
                 .tracks
@@ -2216,6 +2202,12 @@ fn feed(rtc: &mut Rtc, input: Input) -> Result<(), String> {
 
 /// Runs a call into str0m, turning a panic into an error (the session is then closed,
 /// never the worker).
+/// Queues `msg` for every worker but `me` (a free function so callers holding borrows of
+/// other `Media` fields can use it).
+fn broadcast_to(out: &mut Vec<(usize, PeerMsg)>, workers: usize, me: usize, msg: PeerMsg) {
+    out.extend((0..workers).filter(|w| *w != me).map(|w| (w, msg.clone())));
+}
+
 fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
         p.downcast_ref::<&str>()
