@@ -176,6 +176,8 @@ pub struct WorkerCounters {
     pub handovers: u64,
     /// Media packets pushed to other workers' fan-out rings.
     pub fanouts: u64,
+    /// Screen-share simulcast layer switches: [down to `l`, up to `h`].
+    pub layer_switches: [u64; 2],
     /// Packets waiting in the fan-out rings towards this worker (sampled each turn).
     pub ring_occupancy: u64,
     /// Busy time per loop turn (sleep excluded).

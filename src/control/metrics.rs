@@ -46,6 +46,7 @@ pub struct Metrics {
     pub worker_drops: IntCounterVec,
     pub worker_handovers: IntCounterVec,
     pub worker_fanouts: IntCounterVec,
+    pub layer_switches: IntCounterVec,
     pub ring_occupancy: IntGaugeVec,
     /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
     loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
@@ -234,6 +235,12 @@ impl Metrics {
                 "Media packets handed to another worker's subscribers through the fan-out ring (extension)",
                 &["worker"],
             ),
+            layer_switches: counter(
+                &r,
+                "rtc_simulcast_layer_switches_total",
+                "Screen-share simulcast layer switches of receivers, by new layer (extension)",
+                &["worker", "layer"],
+            ),
             ring_occupancy: gauge(
                 &r,
                 "rtc_fanout_ring_occupancy",
@@ -348,6 +355,9 @@ impl Metrics {
                 w.handovers,
             );
             set(&self.worker_fanouts.with_label_values(&[&id]), w.fanouts);
+            for (layer, v) in ["l", "h"].iter().zip(w.layer_switches) {
+                set(&self.layer_switches.with_label_values(&[&id, *layer]), v);
+            }
             self.worker_sessions
                 .with_label_values(&[&id])
                 .set(w.sessions as i64);
@@ -442,9 +452,14 @@ mod tests {
             io_backend: "portable",
             loop_turns: turns,
             ring_occupancy: 7,
+            layer_switches: [1, 2],
             ..Default::default()
         }]);
         let text = m.render();
+        assert!(
+            text.contains("rtcd_rtc_simulcast_layer_switches_total{layer=\"h\",worker=\"1\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains("# TYPE rtcd_rtc_loop_turn_seconds histogram"),
             "{text}"

@@ -1,14 +1,20 @@
 //! The str0m configuration every session is built from (spec §5.1): ICE-lite, RTP mode,
 //! exactly Opus/111, VP8/96 and AV1/45, Chrome's header-extension IDs, one DTLS certificate
-//! for the whole process.
+//! for the whole process, and a send-side bandwidth estimate per session (TWCC), which only
+//! chooses screen-share simulcast layers (spec §5.6–5.7): media is never paced by it (every
+//! outbound stream is marked unpaced, like rtcd's no-op pacer).
 
 use std::time::Instant;
 
 use rand::Rng;
+use str0m::bwe::Bitrate;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Pt};
 use str0m::rtp::Extension;
 use str0m::{IceCreds, Rtc, RtcConfig};
+
+/// rtcd's estimator start (and floor): half the low simulcast layer's rate.
+pub const BWE_INITIAL_BPS: u64 = 250_000;
 
 /// Characters allowed in ICE ufrag/pwd (RFC 8445 ice-char).
 const ICE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -32,6 +38,7 @@ impl Engine {
         let mut config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            .enable_bwe(Some(Bitrate::bps(BWE_INITIAL_BPS)))
             .set_dtls_cert(cert)
             .clear_codecs()
             .clear_extension_map()

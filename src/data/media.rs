@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use rtcd_proto::dc::{self, DcInbound, DcMessage, MediaMapEntry};
 use rtcd_proto::keyframe::KeyframeThrottle;
+use rtcd_proto::rate::RateMonitor;
 use rtcd_proto::signaling::{self, SdpKind};
+use rtcd_proto::simulcast::{self, Layer, LayerController};
 use rtcd_proto::track::{self, TrackKind};
 use rtcd_proto::vad::VoiceActivity;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
@@ -55,6 +58,16 @@ const RTX_CACHE_PACKETS: usize = 1024;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 /// Bound on poll iterations after one input (a deadline may come back as `now`).
 const MAX_PUMP_ROUNDS: usize = 16;
+/// How often a simulcast layer's measured source rate is refreshed (and sent to the other
+/// workers); rtcd evaluates it at most once per second per receiver too.
+const LAYER_RATE_PERIOD: Duration = Duration::from_secs(1);
+/// A receiver leaves `h` only when its estimate stayed low for this long (see
+/// `bandwidth_estimate`).
+const SUSTAINED_ESTIMATE_WINDOW: Duration = Duration::from_secs(2);
+/// After a switch up, how long the new layer's rate stands in for the estimate: str0m
+/// restarts its estimator there, but its reported (smoothed) estimate takes about 2 s to
+/// climb from the old value (measured).
+const BWE_SETTLE: Duration = Duration::from_secs(3);
 
 /// A datagram to send. `source` is the local (advertised) address the session used.
 #[derive(Debug)]
@@ -116,6 +129,13 @@ pub enum PeerMsg {
         call: CallKey,
         sharer: Option<Arc<str>>,
         from: usize,
+    },
+    /// A simulcast layer's measured source rate (bits/s; `None` while unknown), from its
+    /// home worker, so receivers elsewhere can choose layers (spec §5.7).
+    LayerRate {
+        call: CallKey,
+        track: Arc<str>,
+        bps: Option<u64>,
     },
 }
 
@@ -229,6 +249,15 @@ struct Session {
     outbound: HashMap<Arc<str>, OutTrack>,
     mid_track: HashMap<Mid, Arc<str>>,
     dead: Option<CloseReason>,
+    /// The latest send-side bandwidth estimate towards this client (bits/s; 0: none yet).
+    bwe_bps: u64,
+    /// Recent estimates (time, bits/s), the last [`SUSTAINED_ESTIMATE_WINDOW`] of them.
+    recent_bwe: VecDeque<(Instant, u64)>,
+    /// After a switch up: until when, and to which rate, the estimate is held up while
+    /// str0m's smoothed estimate climbs to its restart value.
+    bwe_settle: Option<(Instant, u64)>,
+    /// Screen-share layer switching for this receiver (spec §5.7).
+    layers: LayerController,
 }
 
 struct PublishedTrack {
@@ -249,6 +278,10 @@ struct PublishedTrack {
     remote: Vec<usize>,
     /// Elsewhere: whether home was told this worker has subscribers.
     remote_subscribed: bool,
+    /// A simulcast layer: its measured source rate (bits/s), kept current on every worker.
+    rate_bps: Option<u64>,
+    /// At home, for a simulcast layer: the arrival-rate monitor and when it is read next.
+    rate: Option<(RateMonitor, Instant)>,
 }
 
 #[derive(Default)]
@@ -514,6 +547,10 @@ impl Media {
                 outbound: HashMap::new(),
                 mid_track: HashMap::new(),
                 dead: None,
+                bwe_bps: 0,
+                recent_bwe: VecDeque::new(),
+                bwe_settle: None,
+                layers: LayerController::new(),
             },
         );
         self.reschedule_touched();
@@ -841,6 +878,10 @@ impl Media {
             Event::ChannelClose(_) => {}
             Event::RtpPacket(p) => self.rtp(key, p, now),
             Event::KeyframeRequest(r) => self.keyframe_request(key, r.mid, now),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.bandwidth_estimate(key, estimate.as_u64(), now)
+            }
+
             Event::Closed => self.mark_dead(key, CloseReason::ConnectionFailed),
             _ => {}
         }
@@ -1485,6 +1526,8 @@ impl Media {
                         home: m.home,
                         remote: Vec::new(),
                         remote_subscribed: false,
+                        rate_bps: None,
+                        rate: None,
                     },
                 );
                 self.offer_to_receivers(&m.call, &m.id, now);
@@ -1532,6 +1575,18 @@ impl Media {
                     (None, None) => {}
                 }
                 self.forget_call_if_empty(&call);
+            }
+            PeerMsg::LayerRate { call, track, bps } => {
+                if let Some(t) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.tracks.get_mut(&track))
+                {
+                    if t.home != self.worker {
+                        t.rate_bps = bps;
+                        self.reevaluate_layers(&call, now);
+                    }
+                }
             }
             PeerMsg::Keyframe { call, track } => {
                 let Some(t) = self
@@ -1767,9 +1822,33 @@ impl Media {
             return;
         }
         let call_key = (key.group_id.clone(), s.info.call_id.clone());
-        let Some(t) = self.calls.get(&call_key).and_then(|c| c.tracks.get(&track)) else {
+        let Some(t) = self
+            .calls
+            .get_mut(&call_key)
+            .and_then(|c| c.tracks.get_mut(&track))
+        else {
             return;
         };
+        let mut rate_report = false;
+        if let Some((monitor, next)) = &mut t.rate {
+            // rtcd counts the whole RTP packet, header included.
+            monitor.push(now, p.header.header_len + p.payload.len());
+            if now >= *next {
+                *next = now + LAYER_RATE_PERIOD;
+                t.rate_bps = monitor.rate(now);
+                rate_report = true;
+                broadcast_to(
+                    &mut self.peer_out,
+                    self.workers,
+                    self.worker,
+                    PeerMsg::LayerRate {
+                        call: call_key.clone(),
+                        track: track.clone(),
+                        bps: t.rate_bps,
+                    },
+                );
+            }
+        }
         let f = Forwarded {
             call: call_key,
             track,
@@ -1787,6 +1866,9 @@ impl Media {
             self.fwd_out.push((w, f.clone()));
         }
         self.deliver(&f);
+        if rate_report {
+            self.reevaluate_layers(&f.call, now);
+        }
     }
 
     /// A packet from another worker's publisher, for this worker's subscribers. Call
@@ -1847,6 +1929,9 @@ impl Media {
                     // resending above 15 % retransmissions, which a lossy viewer link
                     // (10 % loss on packets and on their resends) crosses all the time.
                     tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                    // The estimate chooses layers only; forwarding is never delayed by
+                    // str0m's pacer (rtcd uses a no-op pacer).
+                    tx.set_unpaced(true);
                 }
                 let ssrc = tx.ssrc();
                 tx.write_rtp(
@@ -1940,6 +2025,12 @@ impl Media {
             home: self.worker,
             remote: Vec::new(),
             remote_subscribed: false,
+            rate_bps: None,
+            // rtcd measures each layer of a simulcast screen (a track with a RID).
+            rate: rid
+                .and_then(|r| Layer::from_rid(&r))
+                .filter(|_| kind == TrackKind::Screen)
+                .map(|l| (RateMonitor::new(l.rate_window()), now + LAYER_RATE_PERIOD)),
         };
         // A later voice track replaces the earlier one (rtcd).
         let replaced: Vec<Arc<str>> = if kind == TrackKind::Voice {
@@ -1980,6 +2071,122 @@ impl Media {
         Some(id)
     }
 
+    /// A layer's source rate was measured again (once per second per layer): re-evaluate the
+    /// layer of this worker's screen viewers in the call with their latest estimate, since
+    /// str0m reports an estimate only when it changes (a steady link stays quiet).
+    fn reevaluate_layers(&mut self, call_key: &CallKey, now: Instant) {
+        let Some(call) = self.calls.get(call_key) else {
+            return;
+        };
+        let viewers: BTreeSet<Arc<str>> = call
+            .tracks
+            .values()
+            .filter(|t| t.kind == TrackKind::Screen && t.rid.is_some())
+            .flat_map(|t| t.subscribers.iter().cloned())
+            .collect();
+        for v in viewers {
+            let key = SessionKey {
+                group_id: call_key.0.clone(),
+                session_id: v,
+            };
+            let Some(bwe) = self.sessions.get(&key).map(|s| s.bwe_bps) else {
+                continue;
+            };
+            if bwe > 0 {
+                self.bandwidth_estimate(&key, bwe, now);
+            }
+        }
+    }
+
+    /// A new send-side bandwidth estimate towards `key`'s client: maybe switch the screen
+    /// layer it receives (spec §5.7). A switch is rtcd's: remove the current layer's track,
+    /// then add the other layer's (two renegotiations; the viewer sees a new track).
+    fn bandwidth_estimate(&mut self, key: &SessionKey, estimate_bps: u64, now: Instant) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.bwe_bps = estimate_bps;
+        let call_key = (key.group_id.clone(), s.info.call_id.clone());
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        // Layers measured here are read fresh (a layer that stopped arriving slows down);
+        // layers of other workers' publishers carry their home's last report.
+        for t in call.tracks.values_mut() {
+            if let Some((monitor, _)) = &t.rate {
+                t.rate_bps = monitor.rate(now);
+            }
+        }
+        let call = &*call;
+        let sharer = call.screen_sharer.clone();
+        // The simulcast screen layer this receiver gets now, if any.
+        let current = sharer.as_ref().and_then(|sharer| {
+            s.outbound.keys().find_map(|id| {
+                let t = call.tracks.get(id)?;
+                let layer = Layer::from_rid(&t.rid?)?;
+                (t.publisher == *sharer && t.kind == TrackKind::Screen)
+                    .then(|| (t.id.clone(), layer, t.codec))
+            })
+        });
+        // The sharer's track of a layer, for the codec this receiver gets.
+        let layer_track = |layer: Layer| -> Option<&PublishedTrack> {
+            let (_, _, codec) = current.as_ref()?;
+            let sharer = sharer.as_ref()?;
+            call.tracks.values().find(|t| {
+                t.publisher == *sharer
+                    && t.kind == TrackKind::Screen
+                    && t.codec == *codec
+                    && t.rid.is_some_and(|r| Layer::from_rid(&r) == Some(layer))
+            })
+        };
+        // rtcd's estimator (pion GCC) has a loss-based estimate, counted from TWCC feedback,
+        // which vetoes leaving `h` while it stays high: a delay-based dip alone (jitter)
+        // does not downgrade. str0m reports one combined estimate, so the veto here is the
+        // highest estimate of the last 2 s: `h` is left once the estimate stayed low that
+        // long (a congested or lossy path), not on a single dip.
+        s.recent_bwe.push_back((now, estimate_bps));
+        while s.recent_bwe.len() > 64
+            || s.recent_bwe.front().is_some_and(|(at, _)| {
+                now.saturating_duration_since(*at) > SUSTAINED_ESTIMATE_WINDOW
+            })
+        {
+            s.recent_bwe.pop_front();
+        }
+        let mut sustained = s.recent_bwe.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        match s.bwe_settle {
+            Some((until, rate)) if now < until => sustained = sustained.max(rate),
+            Some(_) => s.bwe_settle = None,
+            None => {}
+        }
+        let switch = s.layers.on_estimate(
+            now,
+            estimate_bps,
+            Some(sustained),
+            Some(estimate_bps),
+            current.as_ref().map(|c| c.1),
+            |layer| layer_track(layer).and_then(|t| t.rate_bps),
+        );
+        let Some(target) = switch else {
+            return;
+        };
+        let (Some((from, from_layer, _)), Some(to)) = (current.clone(), layer_track(target)) else {
+            return;
+        };
+        let (to_id, to_rate) = (to.id.clone(), to.rate_bps.unwrap_or(0));
+        tracing::info!(session = %key, from = from_layer.rid(), to = target.rid(), estimate_bps, "screen layer switch");
+        if target == Layer::High {
+            // rtcd: the estimator restarts from the new source's rate, so that it tells
+            // within seconds whether the path carries it.
+            let _ = guard(|| s.rtc.bwe().reset(Bitrate::bps(to_rate)));
+            s.recent_bwe.clear();
+            s.bwe_settle = Some((now + BWE_SETTLE, to_rate));
+        }
+        self.stats.layer_switch(target == Layer::High);
+        self.enqueue(key, TrackAction::Remove(from));
+        self.enqueue(key, TrackAction::Add(to_id));
+        self.process_actions(key, now);
+    }
+
     /// Offers a new track to this worker's initialised sessions of its call that want it.
     fn offer_to_receivers(&mut self, call_key: &CallKey, id: &Arc<str>, now: Instant) {
         let Some(call) = self.calls.get(call_key) else {
@@ -1988,10 +2195,6 @@ impl Media {
         let Some(t) = call.tracks.get(id) else {
             return;
         };
-        // Simulcast: only the low layer is sent to new receivers (rtcd default `l`).
-        if t.rid.is_some_and(|r| &*r != "l") {
-            return;
-        }
         let receivers: Vec<Arc<str>> = call
             .sessions
             .iter()
@@ -2012,6 +2215,12 @@ impl Media {
             let Some(t) = self.calls.get(call_key).and_then(|c| c.tracks.get(id)) else {
                 continue;
             };
+            // Simulcast: a receiver gets the layer its estimate can carry (rtcd's expected
+            // level: `h` above 0.9 × 2.5 Mbit/s, else `l`).
+            let expected = simulcast::expected_layer(rs.bwe_bps);
+            if t.rid.is_some_and(|r| Layer::from_rid(&r) != Some(expected)) {
+                continue;
+            }
             if wants(t, rs.info.av1_support, t.publisher_av1) {
                 self.enqueue(&rkey, TrackAction::Add(id.clone()));
                 self.process_actions(&rkey, now);

@@ -71,6 +71,8 @@ pub struct WorkerStats {
     handovers: AtomicU64,
     sessions: AtomicU64,
     fanouts: AtomicU64,
+    /// Screen-share layer switches: [down to `l`, up to `h`].
+    layer_switches: [AtomicU64; 2],
     ring_occupancy: AtomicU64,
     turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
     turn_nanos: AtomicU64,
@@ -88,6 +90,7 @@ impl WorkerStats {
             handovers: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             fanouts: AtomicU64::new(0),
+            layer_switches: Default::default(),
             ring_occupancy: AtomicU64::new(0),
             turn_buckets: Default::default(),
             turn_nanos: AtomicU64::new(0),
@@ -127,6 +130,11 @@ impl WorkerStats {
         self.fanouts.fetch_add(1, Relaxed);
     }
 
+    /// A receiver's screen-share simulcast layer switched (`up`: to `h`).
+    pub fn layer_switch(&self, up: bool) {
+        self.layer_switches[usize::from(up)].fetch_add(1, Relaxed);
+    }
+
     pub fn handover(&self) {
         self.handovers.fetch_add(1, Relaxed);
     }
@@ -151,6 +159,10 @@ impl WorkerStats {
             tx_bytes: self.tx_bytes.load(Relaxed),
             handovers: self.handovers.load(Relaxed),
             fanouts: self.fanouts.load(Relaxed),
+            layer_switches: [
+                self.layer_switches[0].load(Relaxed),
+                self.layer_switches[1].load(Relaxed),
+            ],
             ring_occupancy: self.ring_occupancy.load(Relaxed),
             loop_turns: {
                 let mut t = LoopTurns::default();

@@ -13,11 +13,12 @@ use rtcd::data::media::MediaSettings;
 use rtcd::data::net::{self, Endpoint};
 use rtcd::data::{PoolSettings, WorkerPool};
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::media_harness::*;
+use rtcd_proto::simulcast::Layer;
 
 #[test]
 fn three_clients_in_a_call_receive_each_others_audio() {
@@ -779,6 +780,139 @@ fn simulcast_screen_share_sends_viewers_only_the_low_layer() {
         .filter(|(_, e)| e.kind == "screen")
         .count();
     assert_eq!(screens, 1);
+}
+
+/// rtcd (spec §5.7): a viewer starts on `l`; once its bandwidth estimate passes 0.9 × the
+/// `l` layer's measured rate and both layers' rates are known (the `l` monitor needs 10 s),
+/// it is switched to `h` by removing the `l` track and adding the `h` one.
+#[test]
+fn a_screen_viewer_with_bandwidth_to_spare_is_switched_up_to_the_high_layer() {
+    let _ = viewer_switches_up(1, 0);
+}
+
+/// As above with the viewer on another worker than the sharer: the layer rates measured at
+/// the sharer's worker reach the viewer's, and the `h` track is fanned out across.
+#[test]
+fn a_screen_viewer_on_another_worker_is_switched_up_to_the_high_layer() {
+    let _ = viewer_switches_up(2, 1);
+}
+
+/// rtcd (spec §5.7): a viewer on `h` whose estimate falls below 0.9 × the `h` rate goes
+/// back to `l` — at once, even within the backoff, since the estimate is falling.
+#[test]
+fn a_screen_viewer_whose_link_turns_lossy_is_switched_back_down_to_the_low_layer() {
+    let (mut server, mut a, mut b, up) = viewer_switches_up(1, 0);
+    // The viewer's link now loses a quarter of its datagrams: the estimate collapses.
+    b.loss_percent = 25;
+    let down = run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(40),
+        &[false, false],
+        |cs| cs[1].video_frames.keys().any(|m| !up.contains(m)),
+    );
+    assert!(down, "no switch back to `l`: {:?}", b.video_frames);
+    b.loss_percent = 0;
+    let back = run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(10),
+        &[false, false],
+        |cs| received_layer(cs[1], Layer::Low, &up).is_some(),
+    );
+    assert!(back, "the new track is `l`: {:?}", b.video_bytes);
+}
+
+/// The simulcast layer an m-line carries, told by its frame size (the harness sends
+/// 3 000-byte `l` frames and 15 000-byte `h` frames); `None` before 20 frames.
+fn layer_of(c: &Client, mid: &Mid) -> Option<Layer> {
+    let frames = *c.video_frames.get(mid)?;
+    if frames < 20 {
+        return None;
+    }
+    let per_frame = c.video_bytes[mid] / frames;
+    match per_frame {
+        0..5_000 => Some(Layer::Low),
+        10_000.. => Some(Layer::High),
+        _ => None,
+    }
+}
+
+/// An m-line (not in `except`) that received at least 20 frames of `layer`.
+fn received_layer(c: &Client, layer: Layer, except: &[Mid]) -> Option<Mid> {
+    c.video_frames
+        .keys()
+        .find(|m| !except.contains(m) && layer_of(c, m) == Some(layer))
+        .copied()
+}
+
+fn viewer_switches_up(workers: usize, viewer_worker: usize) -> (Server, Client, Client, [Mid; 2]) {
+    let mut server = Server::start(workers);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, viewer_worker, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
+    ));
+    a.start_screen_with(&mut server, true);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| { cs[1].video_frames.values().sum::<usize>() >= 20 }
+        ),
+        "viewer gets the screen: {:?}",
+        b.video_frames
+    );
+    assert_eq!(b.video_frames.len(), 1, "one screen track first");
+    let first = *b.video_frames.keys().next().unwrap();
+    assert_eq!(
+        layer_of(&b, &first),
+        Some(Layer::Low),
+        "the first layer is `l`"
+    );
+    let switched = run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(40),
+        &[false, false],
+        |cs| received_layer(cs[1], Layer::High, &[]).is_some(),
+    );
+    assert!(switched, "no switch to `h`: {:?}", b.video_bytes);
+    let second = received_layer(&b, Layer::High, &[]).unwrap();
+    // The `l` m-line was removed by renegotiation: it no longer receives.
+    let before = b.video_frames[&first];
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(1),
+        &[false, false],
+        |_| false,
+    );
+    assert_eq!(b.video_frames[&first], before, "`l` no longer forwarded");
+    // A good path stays on `h`: no flapping back and forth.
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(4),
+        &[false, false],
+        |_| false,
+    );
+    assert_eq!(b.video_frames.len(), 2, "stays on `h`: {:?}", b.video_bytes);
+    let screens = b
+        .media_maps
+        .last()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.kind == "screen")
+        .count();
+    assert_eq!(screens, 1, "one screen track in the MediaMap");
+    (server, a, b, [first, second])
 }
 
 #[test]

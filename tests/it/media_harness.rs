@@ -20,7 +20,7 @@ use rtcd_proto::dc::{self, DcInbound, DcMessage};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -207,6 +207,8 @@ pub struct Client {
     pub video_time: u64,
     pub keyframe_requests: usize,
     pub video_frames: HashMap<Mid, usize>,
+    /// Received video payload bytes per m-line (tells a simulcast layer by its size).
+    pub video_bytes: HashMap<Mid, usize>,
 }
 
 impl Client {
@@ -297,6 +299,7 @@ impl Client {
             video_time: 0,
             keyframe_requests: 0,
             video_frames: HashMap::new(),
+            video_bytes: HashMap::new(),
         }
     }
 
@@ -483,6 +486,7 @@ impl Client {
             Event::MediaData(d) => {
                 if d.params.spec().codec == Codec::Vp8 {
                     *self.video_frames.entry(d.mid).or_default() += 1;
+                    *self.video_bytes.entry(d.mid).or_default() += d.data.len();
                 } else {
                     *self.received.entry(d.mid).or_default() += 1;
                 }
@@ -564,12 +568,19 @@ impl Client {
         let this = me.into_iter().next().unwrap();
         assert_eq!(this.lock_replies.last(), Some(&true), "lock granted");
         let mut api = this.rtc.sdp_api();
+        // The webapp's simulcast screen: `a=simulcast:send l;h`.
+        let layers = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            s.add_send_layer(SimulcastLayer::new("l"));
+            s.add_send_layer(SimulcastLayer::new("h"));
+            s
+        });
         let mid = api.add_media(
             MediaKind::Video,
             Direction::SendOnly,
             Some(stream),
             None,
-            None,
+            layers,
         );
         let (offer, pending) = api.apply().unwrap();
         this.pending = Some(pending);
@@ -597,7 +608,9 @@ impl Client {
         if now < self.next_video {
             return;
         }
-        self.next_video = now + Duration::from_millis(50);
+        // Simulcast frames every 100 ms, others every 50 ms.
+        let period = if self.simulcast { 100 } else { 50 };
+        self.next_video = now + Duration::from_millis(period);
         let pt = self
             .rtc
             .codec_config()
@@ -605,18 +618,35 @@ impl Client {
             .find(|p| p.spec().codec == Codec::Vp8)
             .map(|p| p.pt())
             .unwrap();
-        self.video_time += 4500;
+        self.video_time += 90 * period;
         // A VP8 keyframe-looking payload (P bit clear, start code).
-        let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
-        frame.extend_from_slice(&[0x55; 400]);
-        if let Some(w) = self.rtc.writer(mid) {
-            if w.write(pt, now, MediaTime::from_90khz(self.video_time), frame)
+        let frame = |size: usize| {
+            let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+            frame.resize(size, 0x55);
+            frame
+        };
+        // Simulcast at 10 frames/s: `l` ≈ 240 kbit/s, `h` ≈ 1.2 Mbit/s (half the webapp's 0.5
+        // and 2.5 Mbit/s, to keep parallel tests light; switching compares measured rates);
+        // otherwise one small stream.
+        let sends: Vec<(Option<&str>, usize)> = if self.simulcast {
+            vec![(Some("l"), 3_000), (Some("h"), 15_000)]
+        } else {
+            vec![(None, 410)]
+        };
+        for (rid, size) in sends {
+            let Some(mut w) = self.rtc.writer(mid) else {
+                continue;
+            };
+            if let Some(rid) = rid {
+                w = w.rid(Rid::from(rid));
+            }
+            if w.write(pt, now, MediaTime::from_90khz(self.video_time), frame(size))
                 .is_ok()
             {
                 self.video_sent += 1;
             }
+            self.drain(now);
         }
-        self.drain(now);
     }
 
     pub fn tick(&mut self, now: Instant) {
