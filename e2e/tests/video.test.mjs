@@ -1,7 +1,8 @@
 // Simulcast screen share + camera video + a late joiner: alice shares her screen with RTCPeer's
 // simulcast encodings (l: 5 fps, h: 20 fps), bob turns his camera on (VideoOn {videoStreamID}
 // before the offer), then carol joins the running call and must get alice's voice and screen
-// (low layer for new joiners) and bob's video when her data channel opens.
+// (low layer for new joiners) and bob's video when her data channel opens; both viewers are
+// then switched up to the high layer as their bandwidth estimates allow.
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
 import {Env, newID, guarded, expectFlowing, waitFor, sleep, counter} from '../lib/harness.mjs';
@@ -40,14 +41,33 @@ test('simulcast screen, camera video and a late joiner', {timeout: 180000}, () =
     await carol.waitConnected();
     await expectFlowing(carol, [['voice', alice.sessionID], ['voice', bob.sessionID]], {minDelta: 30});
     await expectFlowing(carol, [['video', bob.sessionID]], {field: 'framesDecoded', minDelta: 10, windowMs: 2000});
+    await expectFlowing(carol, [['screen', alice.sessionID]], {field: 'framesDecoded', minDelta: 5, windowMs: 3000});
+
+    // Layers (spec §5.7): every viewer starts on `l`, the same forwarded track for all, and
+    // on this loopback path its bandwidth estimate soon exceeds the layer's rate, so rtcd
+    // switches it to `h` (remove `l`, add `h`: a new track) — 20 fps instead of 5.
+    const screenTracks = async (u) => (await u.snapshot()).tracks
+        .filter((t) => t.id.startsWith(`screen_${alice.sessionID}_`))
+        .sort((x, y) => x.at - y.at);
+    const upgraded = async (u) => {
+        const ts = await screenTracks(u);
+        return ts.length >= 2 && ts[0].id !== ts[ts.length - 1].id ? ts : null;
+    };
+    const bobTracks = await waitFor(() => upgraded(bob), {what: 'bob switched to another screen layer', timeout: 45000, describe: async () => JSON.stringify(await screenTracks(bob))});
+    const carolTracks = await waitFor(() => upgraded(carol), {what: 'carol switched to another screen layer', timeout: 45000, describe: async () => JSON.stringify(await screenTracks(carol))});
+    assert.equal(carolTracks[0].id, bobTracks[0].id, 'both viewers started on the same (`l`) track');
+    assert.equal(carolTracks[carolTracks.length - 1].id, bobTracks[bobTracks.length - 1].id, 'and moved to the same (`h`) track');
     const sc = await expectFlowing(carol, [['screen', alice.sessionID]], {field: 'framesDecoded', minDelta: 5, windowMs: 3000});
-    // New joiners start on the low layer (5 fps); the high layer runs at up to 20 fps.
     const f0 = counter(sc, 'screen', alice.sessionID, 'framesDecoded');
-    await sleep(4000);
+    await sleep(3000);
     const f1 = counter(await carol.stats(), 'screen', alice.sessionID, 'framesDecoded');
-    const fps = (f1 - f0) / 4;
-    console.log(`carol decodes alice's screen at ${fps} fps`);
-    assert.ok(fps > 1 && fps <= 8, `carol gets the low (5 fps) layer, measured ${fps} fps`);
+    const fps = (f1 - f0) / 3;
+    console.log(`carol decodes alice's screen at ${fps} fps after the switch`);
+    assert.ok(fps > 10, `carol gets the high (20 fps) layer, measured ${fps} fps`);
+    const metrics = await (await fetch(`${env.rtcd.baseURL}/metrics`)).text();
+    const ups = metrics.split('\n').filter((l) => l.startsWith('rtcd_rtc_simulcast_layer_switches_total') && l.includes('layer="h"'))
+        .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    assert.ok(ups >= 2, `layer switches up counted: ${ups}`);
 
     const snap = await carol.snapshot();
     for (const [type, pub] of [['voice', alice], ['voice', bob], ['screen', alice], ['video', bob]]) {

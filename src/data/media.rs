@@ -64,6 +64,8 @@ const LAYER_RATE_PERIOD: Duration = Duration::from_secs(1);
 /// A receiver leaves `h` only when its estimate stayed low for this long (see
 /// `bandwidth_estimate`).
 const SUSTAINED_ESTIMATE_WINDOW: Duration = Duration::from_secs(2);
+/// `h` arriving at less than `l`'s rate divided by this counts as stopped.
+const STALLED_LAYER_DIVISOR: u64 = 4;
 /// After a switch up, how long the new layer's rate stands in for the estimate: str0m
 /// restarts its estimator there, but its reported (smoothed) estimate takes about 2 s to
 /// climb from the old value (measured).
@@ -1835,18 +1837,7 @@ impl Media {
             monitor.push(now, p.header.header_len + p.payload.len());
             if now >= *next {
                 *next = now + LAYER_RATE_PERIOD;
-                t.rate_bps = monitor.rate(now);
                 rate_report = true;
-                broadcast_to(
-                    &mut self.peer_out,
-                    self.workers,
-                    self.worker,
-                    PeerMsg::LayerRate {
-                        call: call_key.clone(),
-                        track: track.clone(),
-                        bps: t.rate_bps,
-                    },
-                );
             }
         }
         let f = Forwarded {
@@ -1867,7 +1858,33 @@ impl Media {
         }
         self.deliver(&f);
         if rate_report {
+            self.report_layer_rates(&f.call, now);
             self.reevaluate_layers(&f.call, now);
+        }
+    }
+
+    /// Reads every simulcast layer measured here in the call afresh and tells the other
+    /// workers. All layers together: a layer that stopped arriving has no packets of its
+    /// own to trigger its report, and its falling rate is what lets viewers fall back.
+    fn report_layer_rates(&mut self, call_key: &CallKey, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_key) else {
+            return;
+        };
+        for t in call.tracks.values_mut() {
+            if let Some((monitor, next)) = &mut t.rate {
+                t.rate_bps = monitor.rate(now);
+                *next = now + LAYER_RATE_PERIOD;
+                broadcast_to(
+                    &mut self.peer_out,
+                    self.workers,
+                    self.worker,
+                    PeerMsg::LayerRate {
+                        call: call_key.clone(),
+                        track: t.id.clone(),
+                        bps: t.rate_bps,
+                    },
+                );
+            }
         }
     }
 
@@ -2158,14 +2175,32 @@ impl Media {
             Some(_) => s.bwe_settle = None,
             None => {}
         }
-        let switch = s.layers.on_estimate(
-            now,
-            estimate_bps,
-            Some(sustained),
-            Some(estimate_bps),
-            current.as_ref().map(|c| c.1),
-            |layer| layer_track(layer).and_then(|t| t.rate_bps),
-        );
+        // Extension (not upstream): `h` counts as available only while it arrives at more
+        // than a quarter of `l`'s rate (it normally runs at 4× the frame rate). A publisher
+        // whose own uplink cannot carry `h` pauses it (browsers do); its viewers would freeze
+        // on it, so they fall back to `l` at once, and nobody is moved up to it meanwhile.
+        let rate = |layer: Layer| layer_track(layer).and_then(|t| t.rate_bps).unwrap_or(0);
+        let (low_bps, high_bps) = (rate(Layer::Low), rate(Layer::High));
+        let high_usable = high_bps > low_bps / STALLED_LAYER_DIVISOR;
+        let switch = if current.as_ref().is_some_and(|c| c.1 == Layer::High)
+            && !high_usable
+            && low_bps > 0
+        {
+            s.layers.fallback(now, low_bps);
+            Some(Layer::Low)
+        } else {
+            s.layers.on_estimate(
+                now,
+                estimate_bps,
+                Some(sustained),
+                Some(estimate_bps),
+                current.as_ref().map(|c| c.1),
+                |layer| {
+                    let bps = rate(layer);
+                    (bps > 0 && (layer == Layer::Low || high_usable)).then_some(bps)
+                },
+            )
+        };
         let Some(target) = switch else {
             return;
         };

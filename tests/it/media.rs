@@ -846,6 +846,22 @@ fn received_layer(c: &Client, layer: Layer, except: &[Mid]) -> Option<Mid> {
         .copied()
 }
 
+/// Extension (not upstream): a viewer on `h` whose publisher stops sending `h` (its uplink
+/// cannot carry it) falls back to `l` at once instead of freezing.
+#[test]
+fn a_screen_viewer_falls_back_to_the_low_layer_when_the_high_one_stops_arriving() {
+    let (mut server, mut a, mut b, up) = viewer_switches_up(2, 1);
+    a.pause_high = true;
+    let back = run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(15),
+        &[false, false],
+        |cs| received_layer(cs[1], Layer::Low, &up).is_some(),
+    );
+    assert!(back, "no fallback to `l`: {:?}", b.video_bytes);
+}
+
 fn viewer_switches_up(workers: usize, viewer_worker: usize) -> (Server, Client, Client, [Mid; 2]) {
     let mut server = Server::start(workers);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);

@@ -197,6 +197,8 @@ pub struct Client {
     pub screen: Option<Mid>,
     pub dc_offers: usize,
     pub simulcast: bool,
+    /// Simulcast: stop sending `h` (as a browser does when its uplink cannot carry it).
+    pub pause_high: bool,
     /// Percentage of datagrams dropped in each direction (deterministic), like an nftables
     /// `numgen random mod 100 < N drop` rule.
     pub loss_percent: u64,
@@ -291,6 +293,7 @@ impl Client {
             screen: None,
             dc_offers: 0,
             simulcast: false,
+            pause_high: false,
             loss_percent: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
             video_sent: 0,
@@ -634,6 +637,9 @@ impl Client {
             vec![(None, 410)]
         };
         for (rid, size) in sends {
+            if self.pause_high && rid == Some("h") {
+                continue;
+            }
             let Some(mut w) = self.rtc.writer(mid) else {
                 continue;
             };

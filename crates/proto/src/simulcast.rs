@@ -201,20 +201,49 @@ impl LayerController {
             return None;
         }
         let target_rate = source_rate(target).filter(|&r| r > 0)?;
+        self.commit(now, target_rate);
+        Some(target)
+    }
 
+    /// Records a switch made outside [`Self::on_estimate`] (the receiver's current layer
+    /// stopped arriving and it falls back): the backoff grows as for any switch, and the next
+    /// estimates are compared against `target_rate`. Not rate-limited: a frozen picture
+    /// does not wait. Extension (not upstream; see the caller).
+    pub fn fallback(&mut self, now: Instant, target_rate: u64) {
+        self.commit(now, target_rate);
+    }
+
+    fn commit(&mut self, now: Instant, target_rate: u64) {
         // Go: `backoff + backoff/2` on int64 nanoseconds.
         self.backoff = self.backoff.saturating_add(self.backoff / 2);
         // The new source may be slower than the old estimates; compare against it next time.
         self.last_delay_bps = target_rate;
         self.last_loss_bps = target_rate;
         self.last_switch = Some(now);
-        Some(target)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fallback_counts_as_a_switch_for_the_backoff() {
+        let t0 = Instant::now();
+        let mut c = LayerController::new();
+        c.fallback(t0, 450_000);
+        assert_eq!(c.backoff(), Duration::from_secs(15));
+        // Within the backoff an upgrade waits, even with a high estimate.
+        assert_eq!(
+            c.on_estimate(t0 + SEC, 5_000_000, None, None, Some(Layer::Low), both),
+            None
+        );
+        // After it, the upgrade goes ahead.
+        assert_eq!(
+            c.on_estimate(t0 + 16 * SEC, 5_000_000, None, None, Some(Layer::Low), both),
+            Some(Layer::High)
+        );
+    }
 
     const SEC: Duration = Duration::from_secs(1);
 
