@@ -3,11 +3,12 @@
 // preference) and the same track with the AV1 codec preference. rtcd forwards the AV1 track
 // only to receivers that joined with av1Support as well, the VP8 track to everyone else, and
 // never both. Checked on receivers present when the share starts (track pushed on publish)
-// and on late joiners (subscribed when their data channel opens).
+// and on late joiners (subscribed when their data channel opens). ScreenOff removes whichever
+// copy each viewer has.
 // Skipped (with the reason printed) when this Chromium cannot encode and decode AV1 in WebRTC.
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
-import {Env, newID, guarded, expectFlowing, waitFor} from '../lib/harness.mjs';
+import {Env, newID, guarded, expectFlowing, growth, waitFor, sleep} from '../lib/harness.mjs';
 
 const env = new Env('av1');
 before(() => env.setup());
@@ -101,4 +102,21 @@ test('AV1-capable viewers decode the screen as AV1, the others as VP8', {timeout
     const e = await expectScreenIn(erin, alice, 'video/VP8');
     console.log(`av1: late joiners: dave decodes ${d.codec} (${d.framesDecoded} frames), erin ${e.codec} (${e.framesDecoded} frames)`);
     assert.deepEqual((await alice.snapshot()).errors, [], 'alice: RTCPeer errors');
+
+    // ScreenOff (alice removes both senders, like newer calls-common): every viewer's screen
+    // track is renegotiated away and its frames stop.
+    await alice.stopScreen();
+    for (const v of [bob, carol, dave, erin]) {
+        await waitFor(async () => {
+            const snap = await v.snapshot();
+            const tr = snap.tracks.find((x) => x.id.startsWith(`screen_${alice.sessionID}_`));
+            return tr && (tr.ended || tr.muted);
+        }, {what: `${v.name}: alice's screen track removed (muted/ended) after ScreenOff`, describe: async () => JSON.stringify((await v.stats()).transceivers)});
+    }
+    await sleep(500);
+    for (const v of [bob, carol, dave, erin]) {
+        const n = await growth(v, 'screen', alice.sessionID, {field: 'framesDecoded', windowMs: 1500});
+        assert.ok(n <= 1, `${v.name}: screen frames still decoded after ScreenOff (+${n})`);
+        assert.deepEqual((await v.snapshot()).errors, [], `${v.name}: RTCPeer errors`);
+    }
 }));
