@@ -28,6 +28,8 @@ const state = {
     dc: {pongs: 0, binary: 0, binaryTypes: {}},
     mediaMaps: [], // DC MediaMap messages from rtcd: {at, map}
     dcSignaling: new URLSearchParams(location.search).get('dcs') === 'true',
+    // Joined with the `av1Support` prop (the relay reads the same query parameter).
+    av1Support: new URLSearchParams(location.search).get('av1') === 'true',
     dcSDP: {offersIn: 0, answersOut: 0, other: 0}, // SDP over the data channel (dcSignaling)
     delayedAnswers: 0,
     connStates: [],
@@ -40,7 +42,7 @@ let stream = null;
 let audioTrack = null;
 let voiceTrackAdded = false;
 let voiceTrackReplaced = false;
-let screen = null; // {stream, track}
+let screen = null; // {stream, track, senders}
 let video = null;
 let lastStats = null;
 let dcOffersPending = 0;
@@ -337,8 +339,52 @@ async function fakeVideoTrack(opts) {
     return t;
 }
 
+// What the webapp checks before joining with av1Support (RTCPeer.getVideoCodec in newer
+// calls-common: the first `video/AV1` entry of RTCRtpReceiver.getCapabilities), plus whether
+// this Chromium can encode AV1 at all (RTCRtpSender.getCapabilities).
+function getVideoCodec(mimeType) {
+    const caps = RTCRtpReceiver.getCapabilities ? RTCRtpReceiver.getCapabilities('video') : null;
+    return (caps ? caps.codecs : []).find((c) => c.mimeType === mimeType) || null;
+}
+
+function av1Capabilities() {
+    const has = (caps) => Boolean(caps && caps.codecs.some((c) => c.mimeType === 'video/AV1'));
+    return {
+        send: has(RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video')),
+        receive: has(RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video')),
+        codec: getVideoCodec('video/AV1'),
+    };
+}
+
+// Newer calls-common: RTCPeer.addTrack(track, stream, {codec}) adds the sendonly transceiver and
+// calls trx.setCodecPreferences([codec]) on it right away. 0.27.2 has no options argument, so
+// the preference is applied to the transceiver its addTrack creates (synchronously, before
+// negotiationneeded fires). Returns the new sender.
+async function addTrackWithCodec(track, s, codec) {
+    const pc = peer.pc;
+    const addTransceiver = pc.addTransceiver;
+    let trx = null;
+    pc.addTransceiver = function (...args) {
+        trx = addTransceiver.apply(this, args);
+        trx.setCodecPreferences([codec]);
+        return trx;
+    };
+    try {
+        await peer.addTrack(track, s);
+    } finally {
+        pc.addTransceiver = addTransceiver;
+    }
+    if (!trx) {
+        throw new Error('RTCPeer.addTrack created no transceiver');
+    }
+    return trx.sender;
+}
+
 // Screen share as the webapp does it: ScreenOn with the stream id is sent before the offer
-// carrying the track (the offer is created asynchronously on negotiationneeded).
+// carrying the track (the offer is created asynchronously on negotiationneeded). A session
+// joined with av1Support sends the track twice, like the webapp's setScreenStream: first the
+// fallback track without codec preference (VP8), then the same track with the AV1 codec
+// preference (same stream).
 async function shareScreen(opts = {}) {
     if (!peer) {
         throw new Error('not started');
@@ -348,20 +394,32 @@ async function shareScreen(opts = {}) {
     }
     const track = await fakeVideoTrack(opts);
     const s = new MediaStream([track]);
-    screen = {stream: s, track};
+    screen = {stream: s, track, senders: []};
     send('screen_on', JSON.stringify({screenStreamID: s.id}));
     await peer.addTrack(track, s);
-    return {streamID: s.id, trackID: track.id};
+    screen.senders.push(peer.senders[track.id]);
+    const av1Codec = state.av1Support ? getVideoCodec('video/AV1') : null;
+    if (av1Codec) {
+        log('info', 'AV1 supported, sending track', av1Codec);
+        screen.senders.push(await addTrackWithCodec(track, s, av1Codec));
+    }
+    return {streamID: s.id, trackID: track.id, av1: Boolean(av1Codec)};
 }
 
 async function stopScreen() {
     if (!screen) {
         return;
     }
-    const {track} = screen;
+    const {track, senders} = screen;
     screen = null;
     track.stop();
+    // Newer calls-common removes every sender of the track; 0.27.2 keeps only the last one.
     peer.removeTrack(track.id);
+    for (const sender of senders) {
+        if (peer.pc.getSenders().includes(sender)) {
+            peer.pc.removeTrack(sender);
+        }
+    }
     send('screen_off');
 }
 
@@ -497,5 +555,5 @@ function delayAnswers(ms, count = 1) {
     answerDelay.count = count;
 }
 
-window.e2e = {delayAnswers, start, mute, unmute, shareScreen, stopScreen, startVideo, stopVideo, leave, stats, snapshot, logs: () => state.log.slice()};
+window.e2e = {av1Capabilities, delayAnswers, start, mute, unmute, shareScreen, stopScreen, startVideo, stopVideo, leave, stats, snapshot, logs: () => state.log.slice()};
 document.getElementById('status').textContent = 'ready';
