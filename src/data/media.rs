@@ -2124,17 +2124,10 @@ impl Media {
         };
         s.bwe_bps = estimate_bps;
         let call_key = (key.group_id.clone(), s.info.call_id.clone());
-        let Some(call) = self.calls.get_mut(&call_key) else {
+        // Layer rates are at most a second old (`report_layer_rates`), on every worker.
+        let Some(call) = self.calls.get(&call_key) else {
             return;
         };
-        // Layers measured here are read fresh (a layer that stopped arriving slows down);
-        // layers of other workers' publishers carry their home's last report.
-        for t in call.tracks.values_mut() {
-            if let Some((monitor, _)) = &t.rate {
-                t.rate_bps = monitor.rate(now);
-            }
-        }
-        let call = &*call;
         let sharer = call.screen_sharer.clone();
         // The simulcast screen layer this receiver gets now, if any.
         let current = sharer.as_ref().and_then(|sharer| {
