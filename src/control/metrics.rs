@@ -47,6 +47,7 @@ pub struct Metrics {
     pub worker_handovers: IntCounterVec,
     pub worker_fanouts: IntCounterVec,
     pub ring_occupancy: IntGaugeVec,
+    pub recv_buffer_exhaustions: IntCounterVec,
     /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
     loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
     pub io_backend: IntGaugeVec,
@@ -240,6 +241,12 @@ impl Metrics {
                 "Packets waiting in the fan-out rings towards each worker (extension)",
                 &["worker"],
             ),
+            recv_buffer_exhaustions: counter(
+                &r,
+                "rtc_recv_buffer_exhaustions_total",
+                "Times io_uring's multishot receive ran out of provided buffers and was re-armed (extension)",
+                &["worker"],
+            ),
             loop_turns: std::sync::Mutex::new(Vec::new()),
             io_backend: gauge(
                 &r,
@@ -348,6 +355,10 @@ impl Metrics {
                 w.handovers,
             );
             set(&self.worker_fanouts.with_label_values(&[&id]), w.fanouts);
+            set(
+                &self.recv_buffer_exhaustions.with_label_values(&[&id]),
+                w.recv_buffer_exhaustions,
+            );
             self.worker_sessions
                 .with_label_values(&[&id])
                 .set(w.sessions as i64);
@@ -427,6 +438,24 @@ fn render_loop_turns(out: &mut String, turns: &[(usize, crate::bridge::LoopTurns
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_buffer_exhaustions_are_exported_per_worker() {
+        let m = Metrics::new();
+        for total in [2, 5] {
+            m.sync_workers(&[crate::bridge::WorkerCounters {
+                worker: 0,
+                io_backend: "io_uring",
+                recv_buffer_exhaustions: total,
+                ..Default::default()
+            }]);
+        }
+        let text = m.render();
+        assert!(
+            text.contains("rtcd_rtc_recv_buffer_exhaustions_total{worker=\"0\"} 5"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn loop_turn_histogram_is_rendered_cumulatively_per_worker() {

@@ -72,6 +72,7 @@ pub struct WorkerStats {
     sessions: AtomicU64,
     fanouts: AtomicU64,
     ring_occupancy: AtomicU64,
+    recv_buffer_exhaustions: AtomicU64,
     turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
     turn_nanos: AtomicU64,
     drops: [AtomicU64; 14],
@@ -89,10 +90,16 @@ impl WorkerStats {
             sessions: AtomicU64::new(0),
             fanouts: AtomicU64::new(0),
             ring_occupancy: AtomicU64::new(0),
+            recv_buffer_exhaustions: AtomicU64::new(0),
             turn_buckets: Default::default(),
             turn_nanos: AtomicU64::new(0),
             drops: Default::default(),
         }
+    }
+
+    /// The I/O backend's running count of receive-buffer exhaustions.
+    pub fn recv_buffer_exhaustions(&self, total: u64) {
+        self.recv_buffer_exhaustions.store(total, Relaxed);
     }
 
     pub fn rx(&self, bytes: usize) {
@@ -152,6 +159,7 @@ impl WorkerStats {
             handovers: self.handovers.load(Relaxed),
             fanouts: self.fanouts.load(Relaxed),
             ring_occupancy: self.ring_occupancy.load(Relaxed),
+            recv_buffer_exhaustions: self.recv_buffer_exhaustions.load(Relaxed),
             loop_turns: {
                 let mut t = LoopTurns::default();
                 for (i, b) in self.turn_buckets.iter().enumerate() {
