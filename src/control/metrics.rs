@@ -48,6 +48,7 @@ pub struct Metrics {
     pub worker_fanouts: IntCounterVec,
     pub layer_switches: IntCounterVec,
     pub ring_occupancy: IntGaugeVec,
+    pub recv_buffer_exhaustions: IntCounterVec,
     /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
     loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
     pub io_backend: IntGaugeVec,
@@ -247,6 +248,12 @@ impl Metrics {
                 "Packets waiting in the fan-out rings towards each worker (extension)",
                 &["worker"],
             ),
+            recv_buffer_exhaustions: counter(
+                &r,
+                "rtc_recv_buffer_exhaustions_total",
+                "Times io_uring's multishot receive ran out of provided buffers and was re-armed (extension)",
+                &["worker"],
+            ),
             loop_turns: std::sync::Mutex::new(Vec::new()),
             io_backend: gauge(
                 &r,
@@ -358,6 +365,10 @@ impl Metrics {
             for (layer, v) in ["l", "h"].iter().zip(w.layer_switches) {
                 set(&self.layer_switches.with_label_values(&[&id, *layer]), v);
             }
+            set(
+                &self.recv_buffer_exhaustions.with_label_values(&[&id]),
+                w.recv_buffer_exhaustions,
+            );
             self.worker_sessions
                 .with_label_values(&[&id])
                 .set(w.sessions as i64);
@@ -437,6 +448,24 @@ fn render_loop_turns(out: &mut String, turns: &[(usize, crate::bridge::LoopTurns
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_buffer_exhaustions_are_exported_per_worker() {
+        let m = Metrics::new();
+        for total in [2, 5] {
+            m.sync_workers(&[crate::bridge::WorkerCounters {
+                worker: 0,
+                io_backend: "io_uring",
+                recv_buffer_exhaustions: total,
+                ..Default::default()
+            }]);
+        }
+        let text = m.render();
+        assert!(
+            text.contains("rtcd_rtc_recv_buffer_exhaustions_total{worker=\"0\"} 5"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn loop_turn_histogram_is_rendered_cumulatively_per_worker() {

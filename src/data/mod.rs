@@ -102,6 +102,9 @@ impl WorkerPool {
                 sockets.push(net::udp_socket(e.local)?);
             }
             let io = io::new_backend(io_kind, sockets)?;
+            if id == 0 {
+                tracing::info!(path = io.recv_path(), "rtc: UDP receive path");
+            }
             let mut tcp = Vec::new();
             for e in &settings.tcp {
                 tcp.push((net::tcp_listener(e.local)?, *e));

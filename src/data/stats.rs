@@ -74,6 +74,7 @@ pub struct WorkerStats {
     /// Screen-share layer switches: [down to `l`, up to `h`].
     layer_switches: [AtomicU64; 2],
     ring_occupancy: AtomicU64,
+    recv_buffer_exhaustions: AtomicU64,
     turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
     turn_nanos: AtomicU64,
     drops: [AtomicU64; 14],
@@ -92,10 +93,16 @@ impl WorkerStats {
             fanouts: AtomicU64::new(0),
             layer_switches: Default::default(),
             ring_occupancy: AtomicU64::new(0),
+            recv_buffer_exhaustions: AtomicU64::new(0),
             turn_buckets: Default::default(),
             turn_nanos: AtomicU64::new(0),
             drops: Default::default(),
         }
+    }
+
+    /// The I/O backend's running count of receive-buffer exhaustions.
+    pub fn recv_buffer_exhaustions(&self, total: u64) {
+        self.recv_buffer_exhaustions.store(total, Relaxed);
     }
 
     pub fn rx(&self, bytes: usize) {
@@ -164,6 +171,7 @@ impl WorkerStats {
                 self.layer_switches[1].load(Relaxed),
             ],
             ring_occupancy: self.ring_occupancy.load(Relaxed),
+            recv_buffer_exhaustions: self.recv_buffer_exhaustions.load(Relaxed),
             loop_turns: {
                 let mut t = LoopTurns::default();
                 for (i, b) in self.turn_buckets.iter().enumerate() {

@@ -372,6 +372,9 @@ impl Worker {
 
     /// Reads datagrams (up to the turn budget) and steers each to its owner.
     fn read_udp(&mut self, now: Instant) {
+        // The backend's running count (up to the previous read), one store per turn.
+        self.stats
+            .recv_buffer_exhaustions(self.io.recv_buffer_exhaustions());
         let mut read = 0;
         while read < READ_BUDGET {
             let more = self.io.recv(&mut self.batch);
