@@ -129,6 +129,10 @@ pub struct RtcConfig {
     /// Extension (not upstream): on SIGTERM/SIGINT, how long running calls may go on (new
     /// sessions refused) before the remaining sessions are closed. Upstream waits forever.
     pub drain_timeout_seconds: i64,
+    /// Extension (not upstream): a send-side bandwidth estimate per session, which picks the
+    /// screen-share simulcast layer of each viewer. Off: viewers stay on `l`, and forwarding
+    /// costs less CPU per packet.
+    pub bandwidth_estimation: bool,
 }
 
 /// `rtc.ice_host_port_override`: the port advertised in host candidates instead of the
@@ -307,6 +311,7 @@ impl Default for Config {
                 io_backend: IoBackend::Auto,
                 worker_spill_sessions: DEFAULT_SPILL_SESSIONS,
                 drain_timeout_seconds: 30,
+                bandwidth_estimation: true,
             },
             store: StoreConfig {
                 data_source: "/tmp/rtcd_db".into(),
@@ -599,8 +604,12 @@ impl EnvVar {
     /// Whether the key is one of our extensions rather than an upstream key.
     pub fn is_extension(&self) -> bool {
         matches!(
-            self.slot,
-            Slot::Workers | Slot::IoBackend | Slot::SpillSessions | Slot::DrainTimeout
+            self.name,
+            "RTCD_RTC_WORKERS"
+                | "RTCD_RTC_IOBACKEND"
+                | "RTCD_RTC_WORKERSPILLSESSIONS"
+                | "RTCD_RTC_DRAINTIMEOUTSECONDS"
+                | "RTCD_RTC_BANDWIDTHESTIMATION"
         )
     }
 }
@@ -657,6 +666,11 @@ pub static ENV_TABLE: &[EnvVar] = &[
         Slot::SpillSessions
     ),
     var!("RTCD_RTC_DRAINTIMEOUTSECONDS", "rtc.drain_timeout_seconds", Slot::DrainTimeout),
+    var!(
+        "RTCD_RTC_BANDWIDTHESTIMATION",
+        "rtc.bandwidth_estimation",
+        Slot::Bool(|c| &mut c.rtc.bandwidth_estimation)
+    ),
 ];
 
 /// A raw value on its way into a slot.
@@ -1414,6 +1428,10 @@ impl Config {
                 "rtc.drain_timeout_seconds",
                 r.drain_timeout_seconds.to_string(),
             ),
+            (
+                "rtc.bandwidth_estimation",
+                r.bandwidth_estimation.to_string(),
+            ),
             ("store.data_source", q(&self.store.data_source)),
             ("logger.enable_console", l.enable_console.to_string()),
             ("logger.console_json", l.console_json.to_string()),
@@ -1638,6 +1656,7 @@ mod tests {
             ("rtc.io_backend", "\"auto\""),
             ("rtc.worker_spill_sessions", "256"),
             ("rtc.drain_timeout_seconds", "30"),
+            ("rtc.bandwidth_estimation", "true"),
             ("store.data_source", "\"/tmp/rtcd_db\""),
             ("logger.enable_console", "true"),
             ("logger.console_json", "false"),
@@ -1721,6 +1740,7 @@ mod tests {
             "rtc.io_backend",
             "rtc.worker_spill_sessions",
             "rtc.drain_timeout_seconds",
+            "rtc.bandwidth_estimation",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -1746,7 +1766,11 @@ mod tests {
                 "# worker_spill_sessions = 256",
                 "worker_spill_sessions = 256",
             )
-            .replace("# drain_timeout_seconds = 30", "drain_timeout_seconds = 30");
+            .replace("# drain_timeout_seconds = 30", "drain_timeout_seconds = 30")
+            .replace(
+                "# bandwidth_estimation = true",
+                "bandwidth_estimation = true",
+            );
         assert_ne!(uncommented, SAMPLE);
         Config::from_toml_str(&uncommented)
             .unwrap()
@@ -1957,7 +1981,8 @@ mod tests {
                 "RTCD_RTC_WORKERS",
                 "RTCD_RTC_IOBACKEND",
                 "RTCD_RTC_WORKERSPILLSESSIONS",
-                "RTCD_RTC_DRAINTIMEOUTSECONDS"
+                "RTCD_RTC_DRAINTIMEOUTSECONDS",
+                "RTCD_RTC_BANDWIDTHESTIMATION"
             ]
         );
         assert_eq!(ENV_TABLE.len(), UPSTREAM_ENV_NAMES.len() + ours.len());

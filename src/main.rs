@@ -163,7 +163,10 @@ async fn run(cfg: Config) -> Result<Stopped, String> {
                 udp: plan.udp,
                 tcp: plan.tcp,
                 candidates: plan.candidates,
-                media: MediaSettings::default(),
+                media: MediaSettings {
+                    bandwidth_estimation: cfg.rtc.bandwidth_estimation,
+                    ..MediaSettings::default()
+                },
                 pin: true,
                 io: match cfg.rtc.io_backend {
                     IoBackend::Auto => IoChoice::Auto,

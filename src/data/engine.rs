@@ -29,7 +29,8 @@ pub struct Engine {
 pub struct EngineError;
 
 impl Engine {
-    pub fn new() -> Result<Engine, EngineError> {
+    /// `bwe`: enable the send-side bandwidth estimate (`rtc.bandwidth_estimation`).
+    pub fn new(bwe: bool) -> Result<Engine, EngineError> {
         let provider = str0m::crypto::from_feature_flags();
         let cert = provider
             .dtls_provider
@@ -38,7 +39,7 @@ impl Engine {
         let mut config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
-            .enable_bwe(Some(Bitrate::bps(BWE_INITIAL_BPS)))
+            .enable_bwe(bwe.then_some(Bitrate::bps(BWE_INITIAL_BPS)))
             .set_dtls_cert(cert)
             .clear_codecs()
             .clear_extension_map()

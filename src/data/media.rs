@@ -80,12 +80,14 @@ pub struct Transmit {
     pub contents: Vec<u8>,
 }
 
-/// Timings, shortened by tests.
+/// Timings (shortened by tests) and options.
 #[derive(Debug, Clone, Copy)]
 pub struct MediaSettings {
     pub signaling_timeout: Duration,
     pub answer_timeout: Duration,
     pub failed_after: Duration,
+    /// `rtc.bandwidth_estimation`: sessions estimate their send bandwidth (simulcast layers).
+    pub bandwidth_estimation: bool,
 }
 
 impl Default for MediaSettings {
@@ -94,6 +96,7 @@ impl Default for MediaSettings {
             signaling_timeout: SIGNALING_TIMEOUT,
             answer_timeout: ANSWER_TIMEOUT,
             failed_after: FAILED_AFTER,
+            bandwidth_estimation: true,
         }
     }
 }
@@ -2480,7 +2483,7 @@ mod tests {
         let stats = Arc::new(WorkerStats::new(super::super::io::IoKind::Portable));
         let mut m = Media::new(
             0,
-            Engine::new().expect("engine"),
+            Engine::new(true).expect("engine"),
             MediaSettings::default(),
             LocalCandidates::default(),
             tx,

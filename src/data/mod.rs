@@ -111,7 +111,7 @@ impl WorkerPool {
             }
             let mut media = Media::new(
                 id,
-                Engine::new()?,
+                Engine::new(settings.media.bandwidth_estimation)?,
                 settings.media,
                 settings.candidates.clone(),
                 notices.clone(),

@@ -862,6 +862,39 @@ fn a_screen_viewer_falls_back_to_the_low_layer_when_the_high_one_stops_arriving(
     assert!(back, "no fallback to `l`: {:?}", b.video_bytes);
 }
 
+/// `rtc.bandwidth_estimation = false`: no estimate, so viewers stay on `l`.
+#[test]
+fn without_bandwidth_estimation_screen_viewers_stay_on_the_low_layer() {
+    let mut server = Server::start_with(
+        1,
+        MediaSettings {
+            bandwidth_estimation: false,
+            ..MediaSettings::default()
+        },
+    );
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
+    ));
+    a.start_screen_with(&mut server, true);
+    // Past the 10 s the `l` rate monitor needs, where an estimating viewer switches.
+    run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(14),
+        &[false, false],
+        |_| false,
+    );
+    assert_eq!(b.video_frames.len(), 1, "{:?}", b.video_bytes);
+    let only = *b.video_frames.keys().next().unwrap();
+    assert_eq!(layer_of(&b, &only), Some(Layer::Low));
+}
+
 fn viewer_switches_up(workers: usize, viewer_worker: usize) -> (Server, Client, Client, [Mid; 2]) {
     let mut server = Server::start(workers);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
