@@ -180,6 +180,8 @@ pub struct WorkerCounters {
     pub layer_switches: [u64; 2],
     /// Packets waiting in the fan-out rings towards this worker (sampled each turn).
     pub ring_occupancy: u64,
+    /// Open direct-path sockets (connected to one client each).
+    pub direct_flows: u64,
     /// Times io_uring's multishot receive ran out of provided buffers (re-armed each time).
     pub recv_buffer_exhaustions: u64,
     /// Busy time per loop turn (sleep excluded).

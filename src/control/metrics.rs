@@ -48,6 +48,7 @@ pub struct Metrics {
     pub worker_fanouts: IntCounterVec,
     pub layer_switches: IntCounterVec,
     pub ring_occupancy: IntGaugeVec,
+    pub direct_flows: IntGaugeVec,
     pub recv_buffer_exhaustions: IntCounterVec,
     /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
     loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
@@ -242,6 +243,12 @@ impl Metrics {
                 "Screen-share simulcast layer switches of receivers, by new layer (extension)",
                 &["worker", "layer"],
             ),
+            direct_flows: gauge(
+                &r,
+                "rtc_direct_flows",
+                "Client flows received on a connected socket of the owning worker instead of being handed over (extension)",
+                &["worker"],
+            ),
             ring_occupancy: gauge(
                 &r,
                 "rtc_fanout_ring_occupancy",
@@ -329,6 +336,9 @@ impl Metrics {
             self.ring_occupancy
                 .with_label_values(&[&id])
                 .set(w.ring_occupancy as i64);
+            self.direct_flows
+                .with_label_values(&[&id])
+                .set(w.direct_flows as i64);
             self.io_backend
                 .with_label_values(&[id.as_str(), w.io_backend])
                 .set(1);
@@ -481,6 +491,7 @@ mod tests {
             io_backend: "portable",
             loop_turns: turns,
             ring_occupancy: 7,
+            direct_flows: 3,
             layer_switches: [1, 2],
             ..Default::default()
         }]);
@@ -514,7 +525,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("rtcd_rtc_fanout_ring_occupancy{worker=\"1\"} 7"),
+            text.contains("rtcd_rtc_direct_flows{worker=\"1\"} 3")
+                && text.contains("rtcd_rtc_fanout_ring_occupancy{worker=\"1\"} 7"),
             "{text}"
         );
         assert!(

@@ -391,6 +391,12 @@ impl Media {
         broadcast_to(&mut self.peer_out, self.workers, self.worker, msg);
     }
 
+    /// Whether `source` proved itself by a STUN check with a session's credentials (and that
+    /// session still lives).
+    pub fn knows_source(&self, proto: Protocol, source: SocketAddr) -> bool {
+        self.by_addr.contains_key(&(proto, source))
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }

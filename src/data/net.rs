@@ -73,6 +73,19 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// A non-blocking UDP socket on the shared `local` address, connected to `peer`: the kernel
+/// delivers `peer`'s datagrams to it rather than to the SO_REUSEPORT group (the direct path
+/// for a flow the group hashes to another worker; see the test below).
+pub fn connected_udp_socket(
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> io::Result<std::net::UdpSocket> {
+    let s = reuse_socket(local, Type::DGRAM, Protocol::UDP)?;
+    s.bind(&local.into())?;
+    s.connect(&peer.into())?;
+    Ok(s.into())
+}
+
 /// A non-blocking TCP listener on `addr` that shares the port with the other workers.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let s = reuse_socket(addr, Type::STREAM, Protocol::TCP)?;

@@ -74,6 +74,7 @@ pub struct WorkerStats {
     /// Screen-share layer switches: [down to `l`, up to `h`].
     layer_switches: [AtomicU64; 2],
     ring_occupancy: AtomicU64,
+    direct_flows: AtomicU64,
     recv_buffer_exhaustions: AtomicU64,
     turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
     turn_nanos: AtomicU64,
@@ -93,6 +94,7 @@ impl WorkerStats {
             fanouts: AtomicU64::new(0),
             layer_switches: Default::default(),
             ring_occupancy: AtomicU64::new(0),
+            direct_flows: AtomicU64::new(0),
             recv_buffer_exhaustions: AtomicU64::new(0),
             turn_buckets: Default::default(),
             turn_nanos: AtomicU64::new(0),
@@ -126,6 +128,12 @@ impl WorkerStats {
         self.turn_buckets[i].fetch_add(1, Relaxed);
         self.turn_nanos
             .fetch_add(busy.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Open direct-path sockets (flows the kernel delivers to this worker's connected
+    /// socket instead of another worker's).
+    pub fn set_direct_flows(&self, n: usize) {
+        self.direct_flows.store(n as u64, Relaxed);
     }
 
     pub fn set_ring_occupancy(&self, n: usize) {
@@ -171,6 +179,7 @@ impl WorkerStats {
                 self.layer_switches[1].load(Relaxed),
             ],
             ring_occupancy: self.ring_occupancy.load(Relaxed),
+            direct_flows: self.direct_flows.load(Relaxed),
             recv_buffer_exhaustions: self.recv_buffer_exhaustions.load(Relaxed),
             loop_turns: {
                 let mut t = LoopTurns::default();

@@ -6,6 +6,12 @@
 //! that lands on another worker is handed over through the owner's bounded queue, and the
 //! flow is remembered so later packets of that flow follow without parsing. Replies leave
 //! from the owner's own socket on the same port. ICE-TCP connections are handed over whole.
+//!
+//! Direct path: once a handed-over flow has proved itself (a STUN check with a session's
+//! credentials), the owner opens a UDP socket on the shared port *connected* to the client.
+//! The kernel prefers a connected socket's exact 4-tuple to the SO_REUSEPORT group, so the
+//! flow's later datagrams reach the owner directly and the handover stops. Such sockets are
+//! bounded in number and closed when their flow is idle or its session is gone.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -41,6 +47,14 @@ const TCP_BUFFER: usize = 1 << 20;
 const MAX_FLOWS: usize = 1 << 16;
 /// Fan-out packets taken from each incoming ring per turn.
 const RING_BUDGET: usize = 1024;
+/// Tokens of direct-path sockets.
+const DIRECT_BASE: usize = 1 << 40;
+/// Direct-path sockets per worker; beyond, flows stay on the handover path.
+const MAX_DIRECT: usize = 4096;
+/// A direct-path socket idle this long is closed (sessions fail after 25 s of silence).
+const DIRECT_IDLE: Duration = Duration::from_secs(30);
+/// How often direct-path sockets are checked for idleness and dead sessions.
+const DIRECT_SWEEP: Duration = Duration::from_secs(5);
 
 /// Something another worker passes to the owner of a session.
 pub enum Handover {
@@ -82,6 +96,15 @@ impl WorkerHandle {
     }
 }
 
+/// A UDP socket on the shared port connected to one client (the direct path).
+struct Direct {
+    sock: mio::net::UdpSocket,
+    source: SocketAddr,
+    /// Index of the shared-port endpoint it is bound to.
+    endpoint: usize,
+    last_rx: Instant,
+}
+
 struct TcpConn {
     stream: TcpStream,
     peer: SocketAddr,
@@ -104,6 +127,12 @@ pub struct Worker {
     next_conn: usize,
     peers: Arc<Vec<WorkerHandle>>,
     flows: HashMap<SocketAddr, usize>,
+    direct: HashMap<Token, Direct>,
+    direct_by_source: HashMap<SocketAddr, Token>,
+    next_direct: usize,
+    /// Direct sockets with datagrams left after their read budget.
+    direct_backlog: Vec<Token>,
+    next_direct_sweep: Instant,
     media: Media,
     commands: Receiver<Command>,
     handovers: Receiver<Handover>,
@@ -169,6 +198,11 @@ impl Worker {
             next_conn: CONN_BASE,
             peers,
             flows: HashMap::new(),
+            direct: HashMap::new(),
+            direct_by_source: HashMap::new(),
+            next_direct: DIRECT_BASE,
+            direct_backlog: Vec::new(),
+            next_direct_sweep: Instant::now() + DIRECT_SWEEP,
             media: parts.media,
             commands: parts.commands,
             handovers: parts.handovers,
@@ -231,10 +265,13 @@ impl Worker {
             self.handle_handovers(now);
             self.handle_peers(now);
             let mut udp_ready = self.backlog_udp;
+            let mut direct_ready = std::mem::take(&mut self.direct_backlog);
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t == WAKER.0 {
                     continue;
+                } else if t >= DIRECT_BASE {
+                    direct_ready.push(ev.token());
                 } else if (UDP_BASE..LISTENER_BASE).contains(&t) {
                     udp_ready = true;
                 } else if (LISTENER_BASE..CONN_BASE).contains(&t) {
@@ -251,6 +288,12 @@ impl Worker {
             self.backlog_udp = false;
             if udp_ready {
                 self.read_udp(now);
+            }
+            for token in direct_ready {
+                self.read_direct(token, now);
+            }
+            if now >= self.next_direct_sweep {
+                self.sweep_direct(now);
             }
             if self.media.poll_deadline().is_some_and(|d| d <= now) {
                 self.media.handle_timeout(now);
@@ -353,6 +396,7 @@ impl Worker {
                     };
                     self.media
                         .handle_receive(Protocol::Udp, source, dst, &bytes, now);
+                    self.open_direct(socket, source, now);
                 }
                 Handover::Tcp {
                     stream,
@@ -422,6 +466,111 @@ impl Worker {
         }
         self.backlog = true;
         self.backlog_udp = true;
+    }
+
+    /// Opens the direct path for a handed-over flow once its source is a session's proven
+    /// address (never for unauthenticated sources: no socket per spoofed address).
+    fn open_direct(&mut self, endpoint: usize, source: SocketAddr, now: Instant) {
+        if self.direct_by_source.contains_key(&source)
+            || self.direct.len() >= MAX_DIRECT
+            || !self.media.knows_source(Protocol::Udp, source)
+        {
+            return;
+        }
+        let Some(local) = self.udp.get(endpoint).map(|e| e.local) else {
+            return;
+        };
+        let sock = match super::net::connected_udp_socket(local, source) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(worker = self.id, %source, error = %e, "no direct path");
+                return;
+            }
+        };
+        let mut sock = mio::net::UdpSocket::from_std(sock);
+        let token = Token(self.next_direct);
+        self.next_direct += 1;
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        self.direct.insert(
+            token,
+            Direct {
+                sock,
+                source,
+                endpoint,
+                last_rx: now,
+            },
+        );
+        self.direct_by_source.insert(source, token);
+        self.stats.set_direct_flows(self.direct.len());
+        // Datagrams that raced the connect may sit in it already (readiness is edge-
+        // triggered): read it this turn.
+        self.direct_backlog.push(token);
+        self.backlog = true;
+    }
+
+    /// Reads a direct-path socket (up to the turn budget).
+    fn read_direct(&mut self, token: Token, now: Instant) {
+        let Some(d) = self.direct.get_mut(&token) else {
+            return;
+        };
+        let (source, endpoint) = (d.source, d.endpoint);
+        let Some(advertised) = self.udp.get(endpoint).map(|e| e.advertised) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut read = 0;
+        while read < READ_BUDGET {
+            let Some(d) = self.direct.get_mut(&token) else {
+                break;
+            };
+            match d.sock.recv(&mut buf) {
+                Ok(n) => {
+                    d.last_rx = now;
+                    read += 1;
+                    self.media
+                        .handle_receive(Protocol::Udp, source, advertised, &buf[..n], now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors (e.g. port unreachable) surface here; the flow's fate is the
+                // session's (consent), the socket stays until the sweep.
+                Err(_) => break,
+            }
+        }
+        self.buf = buf;
+        if read >= READ_BUDGET {
+            self.direct_backlog.push(token);
+            self.backlog = true;
+        }
+        self.flush();
+    }
+
+    /// Closes direct-path sockets whose flow is idle or whose session is gone.
+    fn sweep_direct(&mut self, now: Instant) {
+        self.next_direct_sweep = now + DIRECT_SWEEP;
+        let stale: Vec<Token> = self
+            .direct
+            .iter()
+            .filter(|(_, d)| {
+                now.saturating_duration_since(d.last_rx) > DIRECT_IDLE
+                    || !self.media.knows_source(Protocol::Udp, d.source)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            if let Some(mut d) = self.direct.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut d.sock);
+                self.direct_by_source.remove(&d.source);
+            }
+        }
+        self.stats.set_direct_flows(self.direct.len());
     }
 
     fn handover(&self, owner: usize, h: Handover) {

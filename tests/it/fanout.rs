@@ -232,3 +232,73 @@ fn one_sharer_per_call_holds_across_workers() {
     }
     assert_eq!(c.video_frames.len(), 1, "c decodes only a's screen");
 }
+
+/// DESIGN.md decision 3: a flow the kernel hashes to a worker that does not own its session
+/// is handed over to the owner; once it proved itself (STUN with the session's credentials)
+/// the owner opens a socket on the shared port connected to the client, and the rest of the
+/// flow arrives there directly: no more handovers while media keeps flowing.
+#[test]
+fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
+    let mut server = Server::start(2);
+    let handovers = |s: &Server| s.pool.counters().iter().map(|c| c.handovers).sum::<u64>();
+    let direct = |s: &Server| s.pool.counters()[1].direct_flows;
+    // The kernel hashes about half of the client ports to worker 0; sessions live on 1.
+    for attempt in 0..16 {
+        let before = handovers(&server);
+        let call = format!("call{attempt}");
+        let mut a = Client::new(&server, 1, &format!("sA{attempt}"), &call, false);
+        let mut b = Client::new(&server, 1, &format!("sB{attempt}"), &call, false);
+        assert!(run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(20),
+            &[true, true],
+            |cs| cs.iter().all(|c| c.total_received() >= 10)
+        ));
+        if handovers(&server) == before {
+            continue; // both flows hashed to the owner: try other ports
+        }
+        // The handed-over flow gets its connected socket.
+        let mut opened = false;
+        for _ in 0..20 {
+            run_until(
+                &mut server,
+                &mut [&mut a, &mut b],
+                Duration::from_millis(100),
+                &[true, true],
+                |_| false,
+            );
+            if direct(&server) >= 1 {
+                opened = true;
+                break;
+            }
+        }
+        assert!(opened, "no direct path opened");
+        // Datagrams queued before the connect may still be handed over: settle first.
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_millis(500),
+            &[true, true],
+            |_| false,
+        );
+        let h0 = handovers(&server);
+        let got = (a.total_received(), b.total_received());
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(2),
+            &[true, true],
+            |_| false,
+        );
+        assert!(
+            a.total_received() >= got.0 + 50 && b.total_received() >= got.1 + 50,
+            "media keeps flowing both ways: {got:?} -> ({}, {})",
+            a.total_received(),
+            b.total_received()
+        );
+        assert_eq!(handovers(&server), h0, "the flow no longer needs handovers");
+        return;
+    }
+    panic!("no client port hashed to the non-owner worker in 16 attempts");
+}
