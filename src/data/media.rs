@@ -33,7 +33,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output, PacerReason, Reason, Rtc};
 
 use super::engine::{new_ice_creds, Engine};
 use super::stats::{Drop as DropReason, WorkerStats};
@@ -58,6 +58,16 @@ const RTX_CACHE_PACKETS: usize = 1024;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 /// Bound on poll iterations after one input (a deadline may come back as `now`).
 const MAX_PUMP_ROUNDS: usize = 16;
+
+/// Largest step ahead of the loop's clock taken to release the next paced packet of a burst
+/// (str0m's pacer asks for a timeout 1 µs after each packet).
+const PACER_STEP: Duration = Duration::from_millis(1);
+
+/// Maps on the per-packet path (session, call and track lookups per forwarded packet and
+/// subscriber): foldhash instead of SipHash, seeded per map. Their keys are our own IDs; the
+/// network can only look them up.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// How often a simulcast layer's measured source rate is refreshed (and sent to the other
 /// workers); rtcd evaluates it at most once per second per receiver too.
 const LAYER_RATE_PERIOD: Duration = Duration::from_secs(1);
@@ -248,11 +258,11 @@ struct Session {
     muted: bool,
     vad: VoiceActivity,
     /// Publisher side: (mid, rid) → our track ID (None: rejected, e.g. unannounced video).
-    inbound: HashMap<(Mid, Option<Rid>), Option<Arc<str>>>,
-    ssrc_source: HashMap<Ssrc, (Mid, Option<Rid>)>,
+    inbound: FastMap<(Mid, Option<Rid>), Option<Arc<str>>>,
+    ssrc_source: FastMap<Ssrc, (Mid, Option<Rid>)>,
     /// Subscriber side: track ID → its send-only m-line.
-    outbound: HashMap<Arc<str>, OutTrack>,
-    mid_track: HashMap<Mid, Arc<str>>,
+    outbound: FastMap<Arc<str>, OutTrack>,
+    mid_track: FastMap<Mid, Arc<str>>,
     dead: Option<CloseReason>,
     /// The latest send-side bandwidth estimate towards this client (bits/s; 0: none yet).
     bwe_bps: u64,
@@ -293,7 +303,7 @@ struct PublishedTrack {
 struct Call {
     sessions: BTreeSet<Arc<str>>,
     screen_sharer: Option<Arc<str>>,
-    tracks: HashMap<Arc<str>, PublishedTrack>,
+    tracks: FastMap<Arc<str>, PublishedTrack>,
 }
 
 /// All sessions and calls of one worker.
@@ -304,13 +314,13 @@ pub struct Media {
     candidates: LocalCandidates,
     notices: NoticeTx,
     stats: Arc<WorkerStats>,
-    sessions: HashMap<SessionKey, Session>,
-    calls: HashMap<CallKey, Call>,
-    by_ufrag: HashMap<String, SessionKey>,
-    by_addr: HashMap<(Protocol, SocketAddr), SessionKey>,
+    sessions: FastMap<SessionKey, Session>,
+    calls: FastMap<CallKey, Call>,
+    by_ufrag: FastMap<String, SessionKey>,
+    by_addr: FastMap<(Protocol, SocketAddr), SessionKey>,
     transmits: Vec<Transmit>,
     /// Sessions with queued output to drain at the end of the current input.
-    dirty: HashSet<SessionKey>,
+    dirty: FastSet<SessionKey>,
     /// Server offers held until the client has acknowledged the MediaMap before them.
     deferred: Vec<Deferred>,
     /// Sessions marked dead since the last `finish`.
@@ -319,7 +329,7 @@ pub struct Media {
     /// session's `scheduled`), so a loop turn costs O(expired), not O(sessions).
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     /// Sessions whose timers may have changed during the current input.
-    touched: HashSet<SessionKey>,
+    touched: FastSet<SessionKey>,
     /// Number of workers (for broadcasts to the others).
     workers: usize,
     /// Messages for other workers: (destination, message).
@@ -356,16 +366,16 @@ impl Media {
             candidates,
             notices,
             stats,
-            sessions: HashMap::new(),
-            calls: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            sessions: FastMap::default(),
+            calls: FastMap::default(),
+            by_ufrag: FastMap::default(),
+            by_addr: FastMap::default(),
             transmits: Vec::new(),
-            dirty: HashSet::new(),
+            dirty: FastSet::default(),
             deferred: Vec::new(),
             dying: Vec::new(),
             timers: BinaryHeap::new(),
-            touched: HashSet::new(),
+            touched: FastSet::default(),
             workers: 1,
             peer_out: Vec::new(),
             fwd_out: Vec::new(),
@@ -553,10 +563,10 @@ impl Media {
                 video_stream: None,
                 muted: false,
                 vad: VoiceActivity::new(),
-                inbound: HashMap::new(),
-                ssrc_source: HashMap::new(),
-                outbound: HashMap::new(),
-                mid_track: HashMap::new(),
+                inbound: FastMap::default(),
+                ssrc_source: FastMap::default(),
+                outbound: FastMap::default(),
+                mid_track: FastMap::default(),
                 dead: None,
                 bwe_bps: 0,
                 recent_bwe: VecDeque::new(),
@@ -650,7 +660,9 @@ impl Media {
         self.by_addr.get(&(proto, source))
     }
 
-    /// A datagram for this worker. Unknown senders are dropped and counted.
+    /// A datagram for this worker. Unknown senders are dropped and counted. Call
+    /// [`Media::end_input`] after a batch: the subscribers a batch's packets were forwarded
+    /// to are pumped once per batch, not once per packet.
     pub fn handle_receive(
         &mut self,
         proto: Protocol,
@@ -674,6 +686,10 @@ impl Media {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
+        if s.dead.is_some() {
+            // Failed earlier in this batch; closed at the end of it.
+            return;
+        }
         let input = Input::Receive(now, recv);
         if ufrag.is_some() && !s.rtc.accepts(&input) {
             self.stats.dropped(DropReason::BadStun);
@@ -686,7 +702,6 @@ impl Media {
         self.stats.rx(bytes.len());
         let res = feed(&mut s.rtc, input);
         self.after_input(&key, res, now);
-        self.finish(now);
     }
 
     /// Timers: str0m deadlines, signaling and answer timeouts, connection failure.
@@ -824,10 +839,20 @@ impl Media {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;
             };
-            if !wrote && s.deadline > now {
-                return;
-            }
-            if feed(&mut s.rtc, Input::Timeout(now)).is_err() {
+            // With the estimator on, str0m's pacer releases one packet per timeout and asks
+            // for the next one a microsecond later: release the rest of a burst (a video
+            // frame) now, in this drain, instead of one packet per loop turn.
+            let at = if !wrote && s.deadline > now {
+                let step = s.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)
+                    && s.deadline <= now + PACER_STEP;
+                if !step {
+                    return;
+                }
+                s.deadline
+            } else {
+                now
+            };
+            if feed(&mut s.rtc, Input::Timeout(at)).is_err() {
                 self.mark_dead(key, CloseReason::Internal);
                 return;
             }
@@ -1903,7 +1928,8 @@ impl Media {
         self.deliver(f);
     }
 
-    /// Ends a batch of inputs: drains the sessions that got media, closes the dead.
+    /// Ends a batch of inputs ([`Media::handle_receive`], [`Media::handle_forwarded`]):
+    /// drains the sessions that got media, closes the dead.
     pub fn end_input(&mut self, now: Instant) {
         self.finish(now);
     }

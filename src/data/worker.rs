@@ -298,15 +298,16 @@ impl Worker {
             if self.media.poll_deadline().is_some_and(|d| d <= now) {
                 self.media.handle_timeout(now);
             }
-            self.flush();
+            self.flush(now);
             self.wake_peers();
             self.stats.set_sessions(self.media.session_count());
             self.stats
                 .set_ring_occupancy(self.rings_in.iter().map(|(_, r)| r.len()).sum());
             self.stats.loop_turn(turn_start.elapsed());
         }
-        self.media.close_all(Instant::now());
-        self.flush();
+        let now = Instant::now();
+        self.media.close_all(now);
+        self.flush(now);
         self.wake_peers();
         tracing::debug!(worker = self.id, "worker stopped");
     }
@@ -329,7 +330,7 @@ impl Worker {
                 Command::Leave { key } => self.media.handle_leave(&key, now),
                 Command::Shutdown => return false,
             }
-            self.flush();
+            self.flush(now);
         }
         self.backlog = true;
         true
@@ -364,8 +365,7 @@ impl Worker {
             }
         }
         if got {
-            self.media.end_input(now);
-            self.flush();
+            self.flush(now);
         }
     }
 
@@ -459,7 +459,7 @@ impl Worker {
                         .handle_receive(Protocol::Udp, source, advertised, bytes, now);
                 }
             }
-            self.flush();
+            self.flush(now);
             if !more {
                 return;
             }
@@ -549,7 +549,7 @@ impl Worker {
             self.direct_backlog.push(token);
             self.backlog = true;
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// Closes direct-path sockets whose flow is idle or whose session is gone.
@@ -720,7 +720,7 @@ impl Worker {
                         self.conn_by_peer.insert(peer, token);
                         self.media
                             .handle_receive(Protocol::Tcp, peer, local, &frame, now);
-                        self.flush();
+                        self.flush(now);
                     }
                     None => {
                         // Not ICE: nothing we serve.
@@ -737,7 +737,7 @@ impl Worker {
             let (peer, local) = (c.peer, c.local);
             self.media
                 .handle_receive(Protocol::Tcp, peer, local, &frame, now);
-            self.flush();
+            self.flush(now);
         }
     }
 
@@ -776,8 +776,9 @@ impl Worker {
         }
     }
 
-    /// Sends what the sessions produced.
-    fn flush(&mut self) {
+    /// Ends the current input batch and sends what the sessions produced.
+    fn flush(&mut self, now: Instant) {
+        self.media.end_input(now);
         self.media.drain_transmits(&mut self.out);
         let mut out = std::mem::take(&mut self.out);
         for t in out.drain(..) {
