@@ -1419,16 +1419,12 @@ impl Media {
             return;
         }
         s.screen_stream = None;
-        call.screen_sharer = None;
-        broadcast_to(
+        clear_sharer(
+            call,
+            &call_key,
             &mut self.peer_out,
             self.workers,
             self.worker,
-            PeerMsg::ScreenSharer {
-                call: call_key.clone(),
-                sharer: None,
-                from: self.worker,
-            },
         );
         // Screen video is removed at receivers by renegotiation; screen audio just stops.
         let screen: Vec<Arc<str>> = call
@@ -2347,16 +2343,12 @@ impl Media {
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.sessions.remove(&key.session_id);
             if call.screen_sharer.as_deref() == Some(&*key.session_id) {
-                call.screen_sharer = None;
-                broadcast_to(
+                clear_sharer(
+                    call,
+                    &call_key,
                     &mut self.peer_out,
                     self.workers,
                     self.worker,
-                    PeerMsg::ScreenSharer {
-                        call: call_key.clone(),
-                        sharer: None,
-                        from: self.worker,
-                    },
                 );
             }
             let own: Vec<Arc<str>> = call
@@ -2476,6 +2468,23 @@ fn feed(rtc: &mut Rtc, input: Input) -> Result<(), String> {
 /// never the worker).
 /// Queues `msg` for every worker but `me` (a free function so callers holding borrows of
 /// other `Media` fields can use it).
+/// Clears a call's screen sharer and tells the other workers.
+fn clear_sharer(
+    call: &mut Call,
+    call_key: &CallKey,
+    out: &mut Vec<(usize, PeerMsg)>,
+    workers: usize,
+    me: usize,
+) {
+    call.screen_sharer = None;
+    let msg = PeerMsg::ScreenSharer {
+        call: call_key.clone(),
+        sharer: None,
+        from: me,
+    };
+    broadcast_to(out, workers, me, msg);
+}
+
 fn broadcast_to(out: &mut Vec<(usize, PeerMsg)>, workers: usize, me: usize, msg: PeerMsg) {
     out.extend((0..workers).filter(|w| *w != me).map(|w| (w, msg.clone())));
 }
