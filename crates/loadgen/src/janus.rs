@@ -360,8 +360,12 @@ impl Drop for Janus {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.detach_all();
+        // The poller may sit in a long-poll that Janus only answers after 30 s (a keepalive):
+        // joining it cost every Janus run 30 s. It holds nothing but its socket; leave it.
         if let Some(t) = self.poller.take() {
-            let _ = t.join();
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -192,7 +192,12 @@ impl Run<'_> {
             ServerKind::Janus => {
                 let session = format!("{}s{slot}", self.run_tag);
                 let publishes = role.audio || role.video;
-                let others = self.planned.get(&call).copied().unwrap_or(0) - usize::from(publishes);
+                let others = self
+                    .planned
+                    .get(&call)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(usize::from(publishes));
                 let mut jp = JanusPeer::new(None, role.receives && others > 0, now);
                 if publishes {
                     // Janus's publisher PC only sends; the others' media comes on the subscriber.
@@ -332,8 +337,12 @@ impl Run<'_> {
         for slot in 0..self.slots.len() {
             let call = self.slots[slot].call;
             let publishes = self.slots[slot].role.audio || self.slots[slot].role.video;
-            let planned_others =
-                self.planned.get(&call).copied().unwrap_or(0) - usize::from(publishes);
+            let planned_others = self
+                .planned
+                .get(&call)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(usize::from(publishes));
             let Some(Peer::Janus(p)) = self.slots[slot].peer.as_mut() else {
                 continue;
             };
@@ -416,6 +425,7 @@ impl Run<'_> {
             return Ok(());
         };
         let mut starts = Vec::new();
+        let mut retry = Vec::new();
         while let Ok(ev) = j.events.try_recv() {
             let ev = match ev {
                 Ok(ev) => ev,
@@ -435,8 +445,18 @@ impl Run<'_> {
             };
             match janus::room_event(&ev.data, ev.jsep.as_ref()) {
                 janus::RoomEvent::Error { code, reason } => {
+                    // A subscription refused before it was up ("No such feed" for a feed that
+                    // left meanwhile) is made again from the feeds there are now.
+                    let again = is_sub
+                        && p.subscriber
+                            .as_ref()
+                            .is_some_and(|s| s.connected_at.is_none());
                     let what = if is_sub { "subscriber" } else { "publisher" };
-                    p.record_error(format!("janus {what}: error {code}: {reason}"));
+                    let note = if again { " (subscribing again)" } else { "" };
+                    p.record_error(format!("janus {what}: error {code}: {reason}{note}"));
+                    if again {
+                        retry.push(slot);
+                    }
                 }
                 janus::RoomEvent::Joined { feed, answer } if !is_sub => {
                     if let Some(pc) = p.publisher.as_mut() {
@@ -471,6 +491,20 @@ impl Run<'_> {
                 serde_json::json!({"request": "start"}),
                 Some(("answer", &answer)),
             )?;
+        }
+        for slot in retry {
+            let Some(Some(Peer::Janus(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut())
+            else {
+                continue;
+            };
+            if let Some(h) = p.sub_handle.take() {
+                self.handles.remove(&h);
+                let _ = j.detach(h);
+            }
+            if let Some(mut pc) = p.subscriber.take() {
+                let _ = self.poll.registry().deregister(&mut pc.sock);
+            }
+            p.subscribed.clear();
         }
         self.reconcile_janus(now)
     }
@@ -787,4 +821,18 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         churn,
     };
     Ok(report::build(&input))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_tokens_tell_the_slot_and_the_janus_subscriber_pc_apart() {
+        for slot in [0, 1, 7, 4096] {
+            assert_eq!(untoken(token(slot, false)), (slot, false));
+            assert_eq!(untoken(token(slot, true)), (slot, true));
+        }
+        assert_ne!(token(1, false), token(0, true));
+    }
 }
