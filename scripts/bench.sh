@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: builds release, then for every workload shape sweeps N against each
-# server (our rtcd, the raw relay baseline), interleaved (A, B, A, B…), each server pinned to
-# CPU 1 and the generator to CPU 0, until loss > 0.1 % or p99 > 20 ms (or the generator
-# saturates). Prints a table and writes raw JSON, a markdown table and a PNG plot.
+# server (our rtcd, the raw relay baseline, Janus when installed), interleaved (A, B, C, A…),
+# each server pinned to CPU 1 and the generator to CPU 0, until loss > 0.1 % or p99 > 20 ms
+# (or the generator saturates). Prints a table and writes raw JSON, a markdown table and a PNG
+# plot.
 # Usage: scripts/bench.sh [--quick|--smoke] [--out DIR] [--shapes "w1 w2 w3 w4 w6"] [--reps N]
+#                         [--servers "rtcd raw janus"] [--cpu-cap PCT]
+#   --cpu-cap PCT (or BENCH_CPU_CAP=PCT): each server runs in a cgroup capped at PCT % of one
+#            core (v2: cpu.max "PCT*1000 100000"; where the cpu controller is still on cgroup v1,
+#            as on this VM, cpu.cfs_quota_us/cfs_period_us), so that it, not the generator,
+#            saturates first. Needs root; without root or a cpu controller it says so and runs
+#            uncapped. The cap is recorded in every report (server.cpu_cap_pct) and the table.
 #   --quick: tiny sweep, short windows (~2.5 minutes of runs, plus the release build: ~2 min
 #            after a commit, since build.rs stamps the git hash into rtcd).
+#   BENCH_SKIP_BUILD=1: no cargo build; run the binaries already in target/.
 #   Full mode: BENCH_SWEEP_W1="50 200 …" (… _W2, _W3, _W4, _W6) and BENCH_DURATION=S override
 #   the sweep and the window.
 #   --smoke: the test suite's check (debug build, tiny N, ~1 s windows): asserts media flowed
 #            and a report was written for every shape and server, never timings; prints
 #            "bench: N passed, N failed".
-# Traffic stays on 127.0.0.1; every process started here is stopped by PID on exit.
+# Traffic stays on 127.0.0.1 (and the 198.18.0.0/30 veth pair of Janus's namespace); every
+# process started here is stopped by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 smoke=0 out="" shapes="" reps=""
+quick=0 smoke=0 out="" shapes="" reps="" only_servers="" cpu_cap=${BENCH_CPU_CAP:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -23,6 +32,8 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --shapes) shapes=$2; shift ;;
     --reps) reps=$2; shift ;;
+    --servers) only_servers=$2; shift ;;
+    --cpu-cap) cpu_cap=$2; shift ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -63,9 +74,53 @@ if command -v janus >/dev/null 2>&1 && [ -d /etc/janus ] && command -v ip >/dev/
 else
   echo "bench: Janus not available (needs root, iproute2 and Debian's janus: scripts/deps.sh --bench); skipped"
 fi
+if [ -n "$only_servers" ]; then
+  keep=()
+  for k in "${servers[@]}"; do
+    case " $only_servers " in *" $k "*) keep+=("$k") ;; esac
+  done
+  servers=("${keep[@]}")
+  [ ${#servers[@]} -gt 0 ] || { echo "bench: --servers \"$only_servers\": none of them available" >&2; exit 2; }
+fi
+
+# CPU cap (perf-anchors §5.1.4): one cgroup for the run, each server moved into it as it starts.
+cg_dir="" cg_mode=""
+if [ -n "$cpu_cap" ]; then
+  case "$cpu_cap" in
+    '' | *[!0-9]*) echo "bench: --cpu-cap wants an integer percentage of one core (1..100)" >&2; exit 2 ;;
+  esac
+  if [ "$cpu_cap" -lt 1 ] || [ "$cpu_cap" -gt 100 ]; then
+    echo "bench: --cpu-cap wants 1..100 (% of one core)" >&2; exit 2
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "bench: --cpu-cap needs root (it writes /sys/fs/cgroup); running uncapped"
+    cpu_cap=""
+  elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    cg_mode=v2 cg_dir=/sys/fs/cgroup/rtcdbench$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+    mkdir "$cg_dir"
+    echo "$((cpu_cap * 1000)) 100000" >"$cg_dir/cpu.max"
+  elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    # Hybrid hierarchy: the cpu controller is bound to v1 and cannot be enabled on v2.
+    cg_mode=v1 cg_dir=/sys/fs/cgroup/cpu/rtcdbench$$
+    mkdir "$cg_dir"
+    echo 100000 >"$cg_dir/cpu.cfs_period_us"
+    echo "$((cpu_cap * 1000))" >"$cg_dir/cpu.cfs_quota_us"
+  else
+    echo "bench: --cpu-cap: no cgroup v2 cpu controller (/sys/fs/cgroup/cgroup.controllers) and no v1 cpu controller; running uncapped"
+    cpu_cap=""
+  fi
+  [ -n "$cpu_cap" ] && echo "bench: servers capped at $cpu_cap % of one core (cgroup $cg_mode, $cg_dir)"
+fi
 
 echo "== build ($profile)"
-if [ "$profile" = release ]; then
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+  # For reruns: rtcd's build script stamps the date, so every cargo build relinks it.
+  for b in rtcd rtcd-loadgen rtcd-rawrelay; do
+    [ -x "target/$profile/$b" ] || { echo "bench: BENCH_SKIP_BUILD=1 but target/$profile/$b is missing" >&2; exit 1; }
+  done
+  echo "BENCH_SKIP_BUILD=1: using the binaries in target/$profile as they are"
+elif [ "$profile" = release ]; then
   cargo build --release --workspace --bin rtcd --bin rtcd-loadgen --bin rtcd-rawrelay 2>&1 | tail -n 2
 else
   cargo build --workspace --bin rtcd --bin rtcd-loadgen --bin rtcd-rawrelay 2>&1 | tail -n 2
@@ -86,6 +141,10 @@ cleanup() {
   if [ "$janus_ok" = 1 ]; then
     ip link del "$jveth_a" 2>/dev/null || true
     ip netns del "$jns" 2>/dev/null || true
+  fi
+  if [ -n "$cg_dir" ] && [ -d "$cg_dir" ]; then
+    # The servers are gone by now; a cgroup with no process in it can be removed.
+    for _ in 1 2 3 4 5; do rmdir "$cg_dir" 2>/dev/null && break; sleep 0.2; done
   fi
   rm -rf "$tmp"
 }
@@ -166,6 +225,12 @@ start_server() {
       ;;
   esac
   pids+=("$SRV_PID")
+  # The PID is the server itself (`ip netns exec` and `taskset` exec it), so for Janus too
+  # the process in its namespace moves, with every thread it has or will start.
+  if [ -n "$cg_dir" ]; then
+    echo "$SRV_PID" >"$cg_dir/cgroup.procs" || { echo "bench: could not move $kind into $cg_dir" >&2; return 1; }
+    SRV_ARGS="$SRV_ARGS --cpu-cap $cpu_cap"
+  fi
 }
 
 stop_server() {
@@ -173,13 +238,11 @@ stop_server() {
   wait "$SRV_PID" 2>/dev/null || true
 }
 
-# The Janus adapter drives one room of publishers and subscribers (W1, W2); the smoke keeps
-# Janus to W1 so that the test suite stays short.
+# The smoke keeps Janus to W1 and W3 so that the test suite stays short; otherwise every
+# server runs every shape.
 skip_cell() {
-  [ "$1" = janus ] || return 1
-  [ "$2" = w1 ] && return 1
-  [ "$2" = w2 ] && [ "$smoke" = 0 ] && return 1
-  return 0
+  [ "$smoke" = 1 ] && [ "$1" = janus ] && [ "$2" != w1 ] && [ "$2" != w3 ] && return 0
+  return 1
 }
 
 declare -A stopped
@@ -188,7 +251,6 @@ for shape in $shapes; do
     for rep in $(seq 1 "$reps"); do
       for kind in "${servers[@]}"; do
         [ -n "${stopped[$shape/$kind]:-}" ] && continue
-        # The Janus adapter drives one room of publishers and subscribers (W1, W2).
         skip_cell "$kind" "$shape" && continue
         start_server "$kind" || { stopped[$shape/$kind]=1; continue; }
         f="$out/$shape-$kind-n$n-r$rep.json"

@@ -117,7 +117,13 @@ if churn:
     for r in churn:
         cl.append(f"| {r['server']} | {r['n']} | {f(r['joins_per_s'], '{:.1f}')} | {f(r['ttfm_p50'], '{:.1f}')} / {f(r['ttfm_p99'], '{:.1f}')} | {f(r['join_ms_cpu'], '{:.2f}')} |")
 
-text = "## Summary (ratios are ours ÷ baseline for forwarded packets per server CPU-second)\n\n" + "\n".join(sl)
+caps = sorted({r["server"].get("cpu_cap_pct") for r in runs}, key=lambda c: (c is None, c))
+if caps == [None]:
+    cap_line = "Servers uncapped (one core each, pinned)."
+else:
+    cap_line = "Server CPU cap (cgroup): " + ", ".join(
+        "none" if c is None else f"{c} % of one core" for c in caps) + "."
+text = cap_line + "\n\n## Summary (ratios are ours ÷ baseline for forwarded packets per server CPU-second)\n\n" + "\n".join(sl)
 text += "\n\n## All cells (median over repetitions)\n\n" + "\n".join(lines)
 if cl:
     text += "\n\n## W6 churn\n\n" + "\n".join(cl)
@@ -125,7 +131,8 @@ print(text)
 with open(os.path.join(d, "results.md"), "w") as fh:
     fh.write(text + "\n")
 with open(os.path.join(d, "summary.json"), "w") as fh:
-    json.dump({"cells": rows, "summary": out_summary}, fh, indent=1)
+    json.dump({"cpu_cap_pct": caps[0] if len(caps) == 1 else caps, "cells": rows,
+               "summary": out_summary}, fh, indent=1)
 
 try:
     import matplotlib

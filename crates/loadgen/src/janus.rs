@@ -1,8 +1,9 @@
 //! Janus signaling adapter (HTTP JSON API, VideoRoom plugin): one Janus session for the run,
-//! one handle per PeerConnection. Publishers `joinandconfigure` with an offer (`trickle:false`)
-//! and get the answer as an async event; subscribers `join` (ptype subscriber, one stream per
-//! feed), get Janus's offer, and `start` with the answer. Async events arrive by HTTP long-poll
-//! on a thread of their own.
+//! one VideoRoom per call, one handle per PeerConnection. Publishers `joinandconfigure` with an
+//! offer (`trickle:false`) and get the answer as an async event; subscribers `join` (ptype
+//! subscriber, one stream per feed), get Janus's offer, and `start` with the answer; later
+//! feeds are added with `subscribe`, and every new offer (`updated`) is answered with `start`
+//! again. Async events arrive by HTTP long-poll on a thread of their own.
 //!
 //! Every response is checked: a non-JSON body, a `janus:"error"`, a missing id or a missing jsep
 //! is an error with the reason, never a panic.
@@ -28,6 +29,47 @@ pub struct JanusEvent {
     pub data: Value,
     /// `jsep` as (type, sdp), when present.
     pub jsep: Option<(String, String)>,
+}
+
+/// What a VideoRoom event means for the participant whose handle got it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    /// Publisher joined: its feed id and the answer to its offer.
+    Joined { feed: u64, answer: Option<String> },
+    /// Subscriber (new or updated subscription): Janus's offer, to answer with `start`.
+    Offer { sdp: String },
+    /// The plugin refused a request (`error_code`/`error`).
+    Error { code: u64, reason: String },
+    /// Anything else (`started`, `updating`, `publishers`, `leaving`, `unpublished`…).
+    Other,
+}
+
+/// Classifies a VideoRoom event (`plugindata.data` and `jsep`); never fails: what the adapter
+/// does not act on is `Other`.
+pub fn room_event(data: &Value, jsep: Option<&(String, String)>) -> RoomEvent {
+    if let Some(reason) = data.get("error").and_then(Value::as_str) {
+        return RoomEvent::Error {
+            code: data.get("error_code").and_then(Value::as_u64).unwrap_or(0),
+            reason: reason.to_string(),
+        };
+    }
+    let kind = data.get("videoroom").and_then(Value::as_str);
+    match (kind, jsep) {
+        (Some("joined"), j) => match data.get("id").and_then(Value::as_u64) {
+            Some(feed) => RoomEvent::Joined {
+                feed,
+                answer: j.filter(|(t, _)| t == "answer").map(|(_, s)| s.clone()),
+            },
+            None => RoomEvent::Error {
+                code: 0,
+                reason: "joined event without a numeric id".into(),
+            },
+        },
+        (Some("attached") | Some("updated") | Some("event"), Some((t, sdp))) if t == "offer" => {
+            RoomEvent::Offer { sdp: sdp.clone() }
+        }
+        _ => RoomEvent::Other,
+    }
 }
 
 /// Decodes a `Transfer-Encoding: chunked` body (RFC 9112 §7.1; extensions and trailers ignored).
@@ -135,6 +177,27 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<JanusEvent>, String> {
         out.push(JanusEvent { sender, data, jsep });
     }
     Ok(out)
+}
+
+/// The VideoRoom `create` request: Opus/VP8 only, no bitrate cap, no talking or joining
+/// events (the generator does not read them).
+pub fn create_room_body(room: u64, publishers: usize) -> Value {
+    json!({"request": "create", "room": room, "publishers": publishers.max(1),
+           "audiocodec": "opus", "videocodec": "vp8", "bitrate": 0,
+           "notify_joining": false, "audiolevel_event": false})
+}
+
+/// A synchronous VideoRoom reply (`create`, `destroy`): `plugindata.data.videoroom` must be
+/// `want`; a plugin error (`error_code`) is returned with its reason.
+pub fn sync_result(reply: &Value, want: &str) -> Result<(), String> {
+    let data = &reply["plugindata"]["data"];
+    if let Some(reason) = data.get("error").and_then(Value::as_str) {
+        return Err(format!("VideoRoom error {}: {reason}", data["error_code"]));
+    }
+    match data.get("videoroom").and_then(Value::as_str) {
+        Some(k) if k == want => Ok(()),
+        _ => Err(format!("unexpected VideoRoom reply {data}")),
+    }
 }
 
 fn http(
@@ -269,19 +332,22 @@ impl Janus {
         self.post(&p, m)
     }
 
-    /// Creates room `room` (synchronous reply).
+    /// Creates room `room` for up to `publishers` publishers (synchronous reply).
     pub fn create_room(&mut self, handle: u64, room: u64, publishers: usize) -> Result<(), String> {
-        let v = self.message(
-            handle,
-            json!({"request": "create", "room": room, "publishers": publishers.max(1),
-                   "audiocodec": "opus", "videocodec": "vp8", "bitrate": 0,
-                   "notify_joining": false, "audiolevel_event": false}),
-            None,
-        )?;
-        match v["plugindata"]["data"]["videoroom"].as_str() {
-            Some("created") => Ok(()),
-            _ => Err(format!("create room: {}", v["plugindata"]["data"])),
-        }
+        let v = self.message(handle, create_room_body(room, publishers), None)?;
+        sync_result(&v, "created").map_err(|e| format!("create room {room}: {e}"))
+    }
+
+    /// Destroys room `room`; its participants are kicked (synchronous reply).
+    pub fn destroy_room(&mut self, handle: u64, room: u64) -> Result<(), String> {
+        let v = self.message(handle, json!({"request": "destroy", "room": room}), None)?;
+        sync_result(&v, "destroyed").map_err(|e| format!("destroy room {room}: {e}"))
+    }
+
+    /// Detaches a handle: Janus hangs up its PeerConnection and drops the plugin session.
+    pub fn detach(&mut self, handle: u64) -> Result<(), String> {
+        let p = format!("/janus/{}/{handle}", self.session);
+        self.post(&p, json!({"janus": "detach"})).map(|_| ())
     }
 
     pub fn detach_all(&mut self) {
@@ -294,8 +360,12 @@ impl Drop for Janus {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.detach_all();
+        // The poller may sit in a long-poll that Janus only answers after 30 s (a keepalive):
+        // joining it cost every Janus run 30 s. It holds nothing but its socket; leave it.
         if let Some(t) = self.poller.take() {
-            let _ = t.join();
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -340,5 +410,61 @@ mod tests {
         );
         assert!(parse_events(br#"{"janus":"event","sender":1,"jsep":{"type":"offer"}}"#).is_err());
         assert!(parse_events(b"7").is_err());
+    }
+
+    #[test]
+    fn room_events_say_what_to_do_next() {
+        let answer = ("answer".to_string(), "v=0".to_string());
+        let offer = ("offer".to_string(), "v=1".to_string());
+        assert_eq!(
+            room_event(&json!({"videoroom": "joined", "id": 42}), Some(&answer)),
+            RoomEvent::Joined {
+                feed: 42,
+                answer: Some("v=0".into())
+            }
+        );
+        assert!(matches!(
+            room_event(&json!({"videoroom": "joined"}), None),
+            RoomEvent::Error { .. }
+        ));
+        for kind in ["attached", "updated"] {
+            assert_eq!(
+                room_event(&json!({ "videoroom": kind }), Some(&offer)),
+                RoomEvent::Offer { sdp: "v=1".into() }
+            );
+        }
+        assert_eq!(
+            room_event(&json!({"videoroom": "updated"}), None),
+            RoomEvent::Other,
+            "an update with no SDP change carries no offer"
+        );
+        assert_eq!(
+            room_event(
+                &json!({"videoroom": "event", "error_code": 428, "error": "No such feed (7)"}),
+                None
+            ),
+            RoomEvent::Error {
+                code: 428,
+                reason: "No such feed (7)".into()
+            }
+        );
+        assert_eq!(
+            room_event(&json!({"videoroom": "event", "started": "ok"}), None),
+            RoomEvent::Other
+        );
+    }
+
+    #[test]
+    fn room_create_and_destroy_replies_are_checked() {
+        let body = create_room_body(1001, 0);
+        assert_eq!(body["publishers"], 1, "a room takes at least one publisher");
+        assert_eq!(body["room"], 1001);
+        let ok = json!({"janus": "success", "plugindata": {"data": {"videoroom": "created", "room": 1001}}});
+        assert!(sync_result(&ok, "created").is_ok());
+        assert!(sync_result(&ok, "destroyed").is_err());
+        let taken = json!({"janus": "success", "plugindata": {"data": {"videoroom": "event",
+            "error_code": 427, "error": "Room 1001 already exists"}}});
+        let e = sync_result(&taken, "created").unwrap_err();
+        assert!(e.contains("427") && e.contains("already exists"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 //! Prints a human summary and writes a JSON report (`--out`).
 
 mod janus;
+mod januspeer;
 mod meter;
 mod metrics;
 mod opts;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 use rtcd_proto::ws::ClientMessage;
 
+use januspeer::JanusPeer;
 use meter::Meter;
 use opts::{Opts, Role, ServerKind, Shape};
 use rawpeer::RawPeer;
@@ -30,6 +32,7 @@ use rtcpeer::RtcPeer;
 enum Peer {
     Rtc(Box<RtcPeer>),
     Raw(Box<RawPeer>),
+    Janus(Box<JanusPeer>),
 }
 
 impl Peer {
@@ -37,26 +40,40 @@ impl Peer {
         match self {
             Peer::Rtc(p) => p.connected_at,
             Peer::Raw(p) => p.connected_at,
+            Peer::Janus(p) => p.connected_at(),
         }
     }
     fn first_media(&self) -> Option<Instant> {
         match self {
             Peer::Rtc(p) => p.first_media,
             Peer::Raw(p) => p.first_media,
+            Peer::Janus(p) => p.first_media(),
         }
     }
     fn joined_at(&self) -> Instant {
         match self {
             Peer::Rtc(p) => p.joined_at,
             Peer::Raw(p) => p.joined_at,
+            Peer::Janus(p) => p.joined_at,
         }
     }
-    fn errors(&self) -> &[String] {
+    fn errors(&self) -> Vec<String> {
         match self {
-            Peer::Rtc(p) => &p.errors,
-            Peer::Raw(p) => &p.errors,
+            Peer::Rtc(p) => p.errors.clone(),
+            Peer::Raw(p) => p.errors.clone(),
+            Peer::Janus(p) => p.errors(),
         }
     }
+}
+
+/// A slot's socket token: `2 × slot`, and `2 × slot + 1` for a Janus subscriber PC.
+fn token(slot: usize, subscriber: bool) -> Token {
+    Token(2 * slot + usize::from(subscriber))
+}
+
+/// The slot and whether it is the Janus subscriber PC, from a token.
+fn untoken(t: Token) -> (usize, bool) {
+    (t.0 / 2, t.0 % 2 == 1)
 }
 
 /// One participant slot; a churned participant leaves its slot and a new slot is added.
@@ -85,10 +102,17 @@ struct Run<'a> {
     closes: u64,
     run_tag: String,
     janus: Option<janus::Janus>,
-    /// Janus handle → slot.
-    handles: HashMap<u64, usize>,
-    /// Janus publisher feed ids per call.
-    feeds: HashMap<usize, Vec<u64>>,
+    /// Janus handle → (slot, is the subscriber handle).
+    handles: HashMap<u64, (usize, bool)>,
+    /// Janus: the handle that creates and destroys the rooms, and the rooms' id base
+    /// (room of call c = base + c).
+    admin_handle: u64,
+    room_base: u64,
+    /// Planned publishers per call.
+    planned: HashMap<usize, usize>,
+    /// Still joining the initial participants.
+    setting_up: bool,
+    next_reconcile: Instant,
 }
 
 fn main() {
@@ -155,7 +179,7 @@ impl Run<'_> {
                 )?;
                 self.poll
                     .registry()
-                    .register(&mut p.sock, Token(slot), Interest::READABLE)
+                    .register(&mut p.sock, token(slot, false), Interest::READABLE)
                     .map_err(|e| format!("register socket: {e}"))?;
                 if let Some(pl) = &self.plugin {
                     for f in frames {
@@ -167,53 +191,56 @@ impl Run<'_> {
             }
             ServerKind::Janus => {
                 let session = format!("{}s{slot}", self.run_tag);
-                let publisher = role.audio || role.video;
-                let (mut p, offer) = RtcPeer::plain(
-                    session.clone(),
-                    role,
-                    slot,
-                    streams,
-                    self.opts,
-                    now,
-                    publisher,
-                    false,
-                )?;
-                self.poll
-                    .registry()
-                    .register(&mut p.sock, Token(slot), Interest::READABLE)
-                    .map_err(|e| format!("register socket: {e}"))?;
-                let j = self.janus.as_mut().ok_or("janus not connected")?;
-                let handle = j.attach()?;
-                self.handles.insert(handle, slot);
-                let room = 1000 + call as u64;
-                if let Some(offer) = offer {
+                let publishes = role.audio || role.video;
+                let others = self
+                    .planned
+                    .get(&call)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(usize::from(publishes));
+                let mut jp = JanusPeer::new(None, role.receives && others > 0, now);
+                if publishes {
+                    // Janus's publisher PC only sends; the others' media comes on the subscriber.
+                    let send_only = Role {
+                        receives: false,
+                        ..role
+                    };
+                    let (mut p, offer) = RtcPeer::plain(
+                        session.clone(),
+                        send_only,
+                        slot,
+                        streams,
+                        self.opts,
+                        now,
+                        true,
+                        false,
+                    )?;
+                    let offer = offer.ok_or("publisher without an offer")?;
+                    self.poll
+                        .registry()
+                        .register(&mut p.sock, token(slot, false), Interest::READABLE)
+                        .map_err(|e| format!("register socket: {e}"))?;
+                    let j = self.janus.as_mut().ok_or("janus not connected")?;
+                    let handle = j.attach()?;
+                    self.handles.insert(handle, (slot, false));
+                    jp.pub_handle = Some(handle);
                     j.message(
                         handle,
-                        serde_json::json!({"request": "joinandconfigure", "room": room,
+                        serde_json::json!({"request": "joinandconfigure",
+                            "room": self.room_base + call as u64,
                             "ptype": "publisher", "display": session,
                             "audio": role.audio, "video": role.video}),
                         Some(("offer", &offer)),
                     )?;
-                } else {
-                    let streams: Vec<serde_json::Value> = self
-                        .feeds
-                        .get(&call)
-                        .map(|f| f.iter().map(|id| serde_json::json!({"feed": id})).collect())
-                        .unwrap_or_default();
-                    j.message(
-                        handle,
-                        serde_json::json!({"request": "join", "room": room, "ptype": "subscriber",
-                            "streams": streams}),
-                        None,
-                    )?;
+                    jp.publisher = Some(p);
                 }
-                Peer::Rtc(Box::new(p))
+                Peer::Janus(Box::new(jp))
             }
             ServerKind::Raw => {
                 let mut p = RawPeer::new(call as u32, role, slot, streams, self.opts, now)?;
                 self.poll
                     .registry()
-                    .register(&mut p.sock, Token(slot), Interest::READABLE)
+                    .register(&mut p.sock, token(slot, false), Interest::READABLE)
                     .map_err(|e| format!("register socket: {e}"))?;
                 Peer::Raw(Box::new(p))
             }
@@ -232,7 +259,9 @@ impl Run<'_> {
         Ok(slot)
     }
 
-    fn leave(&mut self, slot: usize) {
+    /// The participant in `slot` leaves. For Janus, `signal` sends `leave` and `detach` on its
+    /// handles (churn); the final teardown destroys the rooms and the session instead.
+    fn leave(&mut self, slot: usize, signal: bool) {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
@@ -251,12 +280,6 @@ impl Run<'_> {
                 if let Some(pl) = &self.plugin {
                     let _ = pl.send(p.leave_frame());
                 }
-                if let Some(j) = self.janus.as_mut() {
-                    if let Some((&h, _)) = self.handles.iter().find(|(_, s)| **s == slot) {
-                        let _ = j.message(h, serde_json::json!({"request": "leave"}), None);
-                        self.handles.remove(&h);
-                    }
-                }
                 let _ = self.poll.registry().deregister(&mut p.sock);
                 self.sessions.remove(&p.session);
             }
@@ -264,7 +287,137 @@ impl Run<'_> {
                 p.leave();
                 let _ = self.poll.registry().deregister(&mut p.sock);
             }
+            Peer::Janus(p) => {
+                for h in [p.pub_handle, p.sub_handle].into_iter().flatten() {
+                    self.handles.remove(&h);
+                    if let (true, Some(j)) = (signal, self.janus.as_mut()) {
+                        // Errors here only mean Janus already dropped the participant.
+                        let _ = j.message(h, serde_json::json!({"request": "leave"}), None);
+                        let _ = j.detach(h);
+                    }
+                }
+                for pc in [p.publisher.as_mut(), p.subscriber.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    let _ = self.poll.registry().deregister(&mut pc.sock);
+                }
+            }
         }
+    }
+
+    /// Janus: ready feeds of `call` as (feed, owner slot).
+    fn ready_feeds(&self, call: usize, now: Instant) -> Vec<(u64, usize)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.call == call)
+            .filter_map(|(i, s)| match &s.peer {
+                Some(Peer::Janus(p)) => Some((p.feed_ready(now)?, i)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Janus: makes the subscriber PCs that are due and adds newly ready feeds to the
+    /// subscriptions that are up (`subscribe`; Janus answers with a new offer).
+    fn reconcile_janus(&mut self, now: Instant) -> Result<(), String> {
+        if self.janus.is_none() || now < self.next_reconcile {
+            return Ok(());
+        }
+        self.next_reconcile = now + Duration::from_millis(20);
+        let mut ready: HashMap<usize, Vec<(u64, usize)>> = HashMap::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(Peer::Janus(p)) = &s.peer {
+                if let Some(feed) = p.feed_ready(now) {
+                    ready.entry(s.call).or_default().push((feed, i));
+                }
+            }
+        }
+        for slot in 0..self.slots.len() {
+            let call = self.slots[slot].call;
+            let publishes = self.slots[slot].role.audio || self.slots[slot].role.video;
+            let planned_others = self
+                .planned
+                .get(&call)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(usize::from(publishes));
+            let Some(Peer::Janus(p)) = self.slots[slot].peer.as_mut() else {
+                continue;
+            };
+            if !p.needs_subscriber {
+                continue;
+            }
+            let add = januspeer::feeds_to_add(
+                ready.get(&call).map_or(&[][..], Vec::as_slice),
+                slot,
+                &p.subscribed,
+            );
+            if add.is_empty() {
+                continue;
+            }
+            let j = self.janus.as_mut().ok_or("janus not connected")?;
+            let streams: Vec<serde_json::Value> = add
+                .iter()
+                .map(|f| serde_json::json!({ "feed": f }))
+                .collect();
+            if p.sub_handle.is_none() {
+                if !januspeer::subscriber_due(add.len(), planned_others, self.setting_up) {
+                    continue;
+                }
+                let session = format!("{}s{slot}r", self.run_tag);
+                let listen = Role {
+                    call,
+                    audio: false,
+                    video: false,
+                    receives: true,
+                };
+                let streams_ids = self.slots[slot].streams;
+                let (mut sub, _) = RtcPeer::plain(
+                    session,
+                    listen,
+                    slot,
+                    streams_ids,
+                    self.opts,
+                    now,
+                    false,
+                    false,
+                )?;
+                self.poll
+                    .registry()
+                    .register(&mut sub.sock, token(slot, true), Interest::READABLE)
+                    .map_err(|e| format!("register socket: {e}"))?;
+                let handle = j.attach()?;
+                self.handles.insert(handle, (slot, true));
+                j.message(
+                    handle,
+                    serde_json::json!({"request": "join", "room": self.room_base + call as u64,
+                        "ptype": "subscriber", "streams": streams}),
+                    None,
+                )?;
+                let Some(Peer::Janus(p)) = self.slots[slot].peer.as_mut() else {
+                    continue;
+                };
+                p.sub_handle = Some(handle);
+                p.subscriber = Some(sub);
+                p.subscribed.extend(add);
+            } else if p
+                .subscriber
+                .as_ref()
+                .is_some_and(|s| s.connected_at.is_some())
+            {
+                // Updates only once the subscription's PC is up (Janus queues the rest).
+                let h = p.sub_handle.unwrap_or_default();
+                j.message(
+                    h,
+                    serde_json::json!({"request": "subscribe", "streams": streams}),
+                    None,
+                )?;
+                p.subscribed.extend(add);
+            }
+        }
+        Ok(())
     }
 
     fn pump_janus(&mut self, now: Instant) -> Result<(), String> {
@@ -272,6 +425,7 @@ impl Run<'_> {
             return Ok(());
         };
         let mut starts = Vec::new();
+        let mut retry = Vec::new();
         while let Ok(ev) = j.events.try_recv() {
             let ev = match ev {
                 Ok(ev) => ev,
@@ -282,33 +436,53 @@ impl Run<'_> {
                     continue;
                 }
             };
-            let Some(&slot) = self.handles.get(&ev.sender) else {
+            let Some(&(slot, is_sub)) = self.handles.get(&ev.sender) else {
                 continue;
             };
-            let call = self.slots[slot].call;
-            let Some(Some(Peer::Rtc(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut()) else {
+            let Some(Some(Peer::Janus(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut())
+            else {
                 continue;
             };
-            if let Some(err) = ev.data.get("error").and_then(|e| e.as_str()) {
-                p.record_error(format!("janus: {err}"));
-                continue;
-            }
-            match (ev.data.get("videoroom").and_then(|v| v.as_str()), ev.jsep) {
-                (Some("joined"), Some((t, sdp))) if t == "answer" => {
-                    if let Err(e) = p.accept_answer(&sdp) {
-                        p.record_error(e);
-                    }
-                    if let Some(id) = ev.data.get("id").and_then(|v| v.as_u64()) {
-                        self.feeds.entry(call).or_default().push(id);
+            match janus::room_event(&ev.data, ev.jsep.as_ref()) {
+                janus::RoomEvent::Error { code, reason } => {
+                    // A subscription refused before it was up ("No such feed" for a feed that
+                    // left meanwhile) is made again from the feeds there are now.
+                    let again = is_sub
+                        && p.subscriber
+                            .as_ref()
+                            .is_some_and(|s| s.connected_at.is_none());
+                    let what = if is_sub { "subscriber" } else { "publisher" };
+                    let note = if again { " (subscribing again)" } else { "" };
+                    p.record_error(format!("janus {what}: error {code}: {reason}{note}"));
+                    if again {
+                        retry.push(slot);
                     }
                 }
-                (Some("attached"), Some((t, sdp))) if t == "offer" => match p.accept_offer(&sdp) {
-                    Ok(answer) => starts.push((ev.sender, answer)),
-                    Err(e) => p.record_error(e),
-                },
+                janus::RoomEvent::Joined { feed, answer } if !is_sub => {
+                    if let Some(pc) = p.publisher.as_mut() {
+                        match answer {
+                            Some(sdp) => {
+                                if let Err(e) = pc.accept_answer(&sdp) {
+                                    pc.record_error(e);
+                                }
+                            }
+                            None => pc.record_error("joined without an answer".into()),
+                        }
+                        pc.drain(now, &mut self.meter);
+                    }
+                    p.feed = Some(feed);
+                }
+                janus::RoomEvent::Offer { sdp } if is_sub => {
+                    if let Some(pc) = p.subscriber.as_mut() {
+                        match pc.accept_offer(&sdp) {
+                            Ok(answer) => starts.push((ev.sender, answer)),
+                            Err(e) => pc.record_error(e),
+                        }
+                        pc.drain(now, &mut self.meter);
+                    }
+                }
                 _ => {}
             }
-            p.drain(now, &mut self.meter);
             self.slots[slot].deadline = now;
         }
         for (handle, answer) in starts {
@@ -318,7 +492,21 @@ impl Run<'_> {
                 Some(("answer", &answer)),
             )?;
         }
-        Ok(())
+        for slot in retry {
+            let Some(Some(Peer::Janus(p))) = self.slots.get_mut(slot).map(|s| s.peer.as_mut())
+            else {
+                continue;
+            };
+            if let Some(h) = p.sub_handle.take() {
+                self.handles.remove(&h);
+                let _ = j.detach(h);
+            }
+            if let Some(mut pc) = p.subscriber.take() {
+                let _ = self.poll.registry().deregister(&mut pc.sock);
+            }
+            p.subscribed.clear();
+        }
+        self.reconcile_janus(now)
     }
 
     fn pump_plugin(&mut self, now: Instant) -> Result<(), String> {
@@ -371,7 +559,7 @@ impl Run<'_> {
             .poll(events, Some(timeout))
             .map_err(|e| format!("poll: {e}"))?;
         for ev in events.iter() {
-            let slot = ev.token().0;
+            let (slot, sub) = untoken(ev.token());
             let Some(s) = self.slots.get_mut(slot) else {
                 continue;
             };
@@ -381,6 +569,17 @@ impl Run<'_> {
                     s.deadline = s.deadline.min(p.next_timeout);
                 }
                 Some(Peer::Raw(p)) => p.on_readable(&mut self.meter),
+                Some(Peer::Janus(p)) => {
+                    let pc = if sub {
+                        p.subscriber.as_mut()
+                    } else {
+                        p.publisher.as_mut()
+                    };
+                    if let Some(pc) = pc {
+                        pc.on_readable(&mut self.meter);
+                        s.deadline = s.deadline.min(pc.next_timeout);
+                    }
+                }
                 None => {}
             }
         }
@@ -392,6 +591,16 @@ impl Run<'_> {
             s.deadline = match s.peer.as_mut() {
                 Some(Peer::Rtc(p)) => p.tick(now, &mut self.meter, sending),
                 Some(Peer::Raw(p)) => p.tick(now, &mut self.meter, sending),
+                Some(Peer::Janus(p)) => {
+                    let mut next = now + Duration::from_secs(3600);
+                    for pc in [p.publisher.as_mut(), p.subscriber.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        next = next.min(pc.tick(now, &mut self.meter, sending));
+                    }
+                    next
+                }
                 None => now + Duration::from_secs(3600),
             };
         }
@@ -427,20 +636,31 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         }
         ServerKind::Raw | ServerKind::Janus => None,
     };
-    let janus = match opts.server {
+    let roles = opts::plan(opts.shape, opts.n);
+    let planned: HashMap<usize, usize> =
+        roles
+            .iter()
+            .filter(|r| r.audio || r.video)
+            .fold(HashMap::new(), |mut m, r| {
+                *m.entry(r.call).or_default() += 1;
+                m
+            });
+    let calls = roles.iter().map(|r| r.call + 1).max().unwrap_or(0);
+    // Janus: one VideoRoom per call, ids unique to this run (a rerun against the same Janus
+    // does not collide), destroyed at the end.
+    let room_base = 1_000_000 + (nanos % 1_000_000_000) as u64 * 1000;
+    let (janus, admin_handle) = match opts.server {
         ServerKind::Janus => {
-            if !matches!(opts.shape, Shape::W1 | Shape::W2) {
-                return Err(
-                    "the Janus adapter drives W1 and W2 (one room, publishers + subscribers)"
-                        .into(),
-                );
-            }
             let mut j = janus::Janus::connect(opts.janus)?;
             let h = j.attach()?;
-            j.create_room(h, 1000, 4)?;
-            Some(j)
+            for call in 0..calls {
+                // Headroom for churn: a joiner may arrive before Janus has dropped the leaver.
+                let p = planned.get(&call).copied().unwrap_or(0);
+                j.create_room(h, room_base + call as u64, 2 * p + 2)?;
+            }
+            (Some(j), h)
         }
-        _ => None,
+        _ => (None, 0),
     };
     let mut r = Run {
         opts,
@@ -454,25 +674,12 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         run_tag,
         janus,
         handles: HashMap::new(),
-        feeds: HashMap::new(),
+        admin_handle,
+        room_base,
+        planned,
+        setting_up: true,
+        next_reconcile: Instant::now(),
     };
-    let mut roles = opts::plan(opts.shape, opts.n);
-    if opts.server == ServerKind::Janus {
-        // A Janus publisher's PeerConnection only sends; listeners subscribe to every feed.
-        for r in &mut roles {
-            if r.audio || r.video {
-                r.receives = false;
-            }
-        }
-    }
-    let publishers: HashMap<usize, usize> =
-        roles
-            .iter()
-            .filter(|r| r.audio || r.video)
-            .fold(HashMap::new(), |mut m, r| {
-                *m.entry(r.call).or_default() += 1;
-                m
-            });
     let mut events = Events::with_capacity(1024);
 
     // Setup: join at --join-rate until everyone is connected or the deadline passes.
@@ -485,23 +692,13 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         let due = ((now - setup_start).as_secs_f64() * opts.join_rate) as usize + 1;
         while r.slots.len() < roles.len().min(due) {
             let role = roles[r.slots.len()];
-            // Janus subscribers need every publisher's feed id first.
-            let subscriber = !(role.audio || role.video);
-            // Janus also refuses a feed whose PeerConnection is not up yet ("No such feed").
+            // Janus listeners join once every publisher of the call can be subscribed to, at
+            // the join rate (their subscriber PC is made at once).
+            let listener = !(role.audio || role.video);
             if opts.server == ServerKind::Janus
-                && subscriber
-                && (r.feeds.get(&role.call).map_or(0, Vec::len)
-                    < publishers.get(&role.call).copied().unwrap_or(0)
-                    || r.slots.iter().any(|s| {
-                        s.call == role.call
-                            && !s.role.receives
-                            && s.peer
-                                .as_ref()
-                                .and_then(Peer::connected_at)
-                                .is_none_or(|t| {
-                                    now.saturating_duration_since(t) < Duration::from_millis(300)
-                                })
-                    }))
+                && listener
+                && r.ready_feeds(role.call, now).len()
+                    < r.planned.get(&role.call).copied().unwrap_or(0)
             {
                 break;
             }
@@ -517,6 +714,7 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         }
         r.step(&mut events, true)?;
     }
+    r.setting_up = false;
     let setup_s = setup_start.elapsed().as_secs_f64();
     let setup_cpu = match (server_cpu(opts.pid), srv_cpu_setup0) {
         (Some(b), Some(a)) => Some(b.since(&a)),
@@ -564,7 +762,7 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
             cursor += 1;
             let old = active[i];
             let (call, role) = (r.slots[old].call, r.slots[old].role);
-            r.leave(old);
+            r.leave(old, true);
             active[i] = r.new_slot(call, role, now, true)?;
         }
     }
@@ -582,7 +780,17 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         r.step(&mut events, false)?;
     }
     for i in 0..r.slots.len() {
-        r.leave(i);
+        r.leave(i, false);
+    }
+    if let Some(j) = r.janus.as_mut() {
+        // Destroying a room kicks its participants; the session goes when `j` is dropped.
+        for call in 0..calls {
+            if let Err(e) = j.destroy_room(r.admin_handle, r.room_base + call as u64) {
+                if r.errors.len() < 20 {
+                    r.errors.push(e);
+                }
+            }
+        }
     }
     // Let the WebSocket thread flush the leaves.
     std::thread::sleep(Duration::from_millis(200));
@@ -613,4 +821,18 @@ fn run(opts: &Opts) -> Result<report::Report, String> {
         churn,
     };
     Ok(report::build(&input))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_tokens_tell_the_slot_and_the_janus_subscriber_pc_apart() {
+        for slot in [0, 1, 7, 4096] {
+            assert_eq!(untoken(token(slot, false)), (slot, false));
+            assert_eq!(untoken(token(slot, true)), (slot, true));
+        }
+        assert_ne!(token(1, false), token(0, true));
+    }
 }

@@ -55,13 +55,16 @@ pub struct Opts {
     pub video_packet: usize,
     pub out: Option<String>,
     pub label: String,
+    /// The server's CPU cap in % of one core (set by scripts/bench.sh's cgroup), recorded in
+    /// the report only.
+    pub cpu_cap_pct: Option<u32>,
     pub quiet: bool,
 }
 
 pub const USAGE: &str = "usage: rtcd-loadgen --server rtcd|raw|janus --shape w1|w2|w3|w4|w6 --n N \
 [--api 127.0.0.1:8045] [--relay 127.0.0.1:27000] [--janus 198.18.0.2:8088] [--local-ip IP] [--pid PID] [--warmup S] [--duration S] \
 [--join-rate R] [--churn-rate R] [--audio-bytes B] [--video-kbps K] [--video-fps F] \
-[--video-packet B] [--out report.json] [--label TEXT] [--quiet]";
+[--video-packet B] [--cpu-cap PCT] [--out report.json] [--label TEXT] [--quiet]";
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse()
@@ -88,6 +91,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
         video_packet: 1100,
         out: None,
         label: String::new(),
+        cpu_cap_pct: None,
         quiet: false,
     };
     let mut i = 0;
@@ -140,6 +144,13 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--video-packet" => o.video_packet = num(flag, v)?,
             "--out" => o.out = Some(v.to_string()),
             "--label" => o.label = v.to_string(),
+            "--cpu-cap" => {
+                let pct: u32 = num(flag, v)?;
+                if !(1..=100).contains(&pct) {
+                    return Err("--cpu-cap must be 1..=100 (% of one core)".into());
+                }
+                o.cpu_cap_pct = Some(pct);
+            }
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
         i += 2;
@@ -226,5 +237,10 @@ mod tests {
         assert!(parse(&args("--n")).is_err());
         assert!(parse(&args("--n 0")).is_err());
         assert!(parse(&args("--bogus 1")).is_err());
+        assert_eq!(
+            parse(&args("--cpu-cap 50")).map(|o| o.cpu_cap_pct),
+            Ok(Some(50))
+        );
+        assert!(parse(&args("--cpu-cap 0")).is_err_and(|e| e.contains("--cpu-cap")));
     }
 }

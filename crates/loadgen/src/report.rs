@@ -16,6 +16,8 @@ pub const SLO_P99_MS: f64 = 20.0;
 
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
+    /// CPU cap of the server's cgroup, % of one core (None: uncapped).
+    pub cpu_cap_pct: Option<u32>,
     pub cpu: Option<CpuTimes>,
     /// Share of one core over the window.
     pub cpu_core_fraction: Option<f64>,
@@ -274,6 +276,7 @@ pub fn build(i: &Input) -> Report {
         },
         jitter_ms_max: jit_max,
         server: ServerReport {
+            cpu_cap_pct: i.opts.cpu_cap_pct,
             cpu: i.server_cpu,
             cpu_core_fraction: server_cpu_s.map(|c| c / w),
             forwarded_packets_per_cpu_s: server_cpu_s
@@ -317,8 +320,17 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 pub fn summary(r: &Report) -> String {
     let mut s = format!(
-        "{:?} {:?} n={} sessions={} connected={} window={:.1}s\n",
-        r.server_kind, r.shape, r.n, r.sessions, r.connected, r.window_s
+        "{:?} {:?} n={} sessions={} connected={} window={:.1}s{}\n",
+        r.server_kind,
+        r.shape,
+        r.n,
+        r.sessions,
+        r.connected,
+        r.window_s,
+        r.server
+            .cpu_cap_pct
+            .map(|c| format!(" (server capped at {c} % of a core)"))
+            .unwrap_or_default()
     );
     s += &format!(
         "  forwarded {} pkts ({:.0} pps), loss {}, dup {}, reordered {}\n",
