@@ -965,6 +965,16 @@ impl Media {
             tracing::debug!(session = %key, "client offer ignored while our offer is pending");
             return;
         }
+        // The first offer fixes the DTLS role. An `actpass` offerer lets us choose: we take
+        // the client role (`a=setup:active`), as upstream (pion answers active) and RFC 5763
+        // §5 recommend; str0m would otherwise answer passive and be the DTLS server.
+        if s.offer_deadline.is_some() && offer_leaves_dtls_role_to_us(&sdp) {
+            match guard(|| s.rtc.direct_api().start_dtls(true)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(session = %key, error = %e, "cannot start DTLS"),
+                Err(e) => tracing::error!(session = %key, error = %e, "panic while starting DTLS"),
+            }
+        }
         let result = match SdpOffer::from_sdp_string(&narrow_offer(&sdp)) {
             Err(e) => Err(format!("unparseable offer: {e}")),
             Ok(offer) => match guard(|| s.rtc.sdp_api().accept_offer(offer)) {
@@ -2448,6 +2458,16 @@ pub fn narrow_offer(sdp: &str) -> String {
     out
 }
 
+/// Whether an offer lets the answerer pick the DTLS role: every `a=setup` is `actpass`
+/// (RFC 5763 §5; the offerers we meet put it on each m-line).
+pub fn offer_leaves_dtls_role_to_us(sdp: &str) -> bool {
+    let mut setups = sdp
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=setup:"))
+        .peekable();
+    setups.peek().is_some() && setups.all(|v| v == "actpass")
+}
+
 fn emit(notices: &NoticeTx, stats: &WorkerStats, n: Notice) {
     if notices.try_send(n).is_err() {
         stats.dropped(DropReason::NoticeQueueFull);
@@ -2502,6 +2522,25 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 mod tests {
     use super::*;
     use crate::bridge::notice_queue;
+
+    #[test]
+    fn only_an_all_actpass_offer_leaves_the_dtls_role_to_us() {
+        let m = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert!(offer_leaves_dtls_role_to_us(&format!(
+            "{m}a=setup:actpass\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=setup:actpass\r\n"
+        )));
+        assert!(!offer_leaves_dtls_role_to_us(&format!(
+            "{m}a=setup:active\r\n"
+        )));
+        assert!(!offer_leaves_dtls_role_to_us(&format!(
+            "{m}a=setup:passive\r\n"
+        )));
+        assert!(!offer_leaves_dtls_role_to_us(&format!(
+            "{m}a=setup:actpass\r\na=setup:active\r\n"
+        )));
+        // No a=setup at all: leave it to str0m (it answers passive).
+        assert!(!offer_leaves_dtls_role_to_us(m));
+    }
 
     fn join(m: &mut Media, sid: &str, now: Instant) -> SessionKey {
         let key = SessionKey::new("g", sid);

@@ -206,6 +206,32 @@ fn two_calls_stay_isolated() {
     }
 }
 
+/// An `actpass` offer lets rtcd choose: it answers `a=setup:active` and is the DTLS client
+/// (as upstream's pion and RFC 5763 §5), over UDP and ICE-TCP alike; media then flows.
+#[test]
+fn answers_an_actpass_offer_as_the_dtls_client() {
+    let mut server = Server::start(1);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    let mut b = Client::new(&server, 0, "sessB", "call1", true);
+    let ok = run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| cs[0].total_received() >= 20 && cs[1].total_received() >= 20,
+    );
+    for cl in [&a, &b] {
+        assert!(cl.connected, "{} connected", cl.key);
+        assert!(
+            !cl.answer_setups.is_empty() && cl.answer_setups.iter().all(|v| v == "active"),
+            "{}: rtcd's answers say a=setup:{:?}",
+            cl.key,
+            cl.answer_setups
+        );
+    }
+    assert!(ok, "udp a={:?} tcp b={:?}", a.received, b.received);
+}
+
 #[test]
 fn ice_over_tcp_carries_media() {
     let mut server = Server::start(1);

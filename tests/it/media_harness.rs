@@ -211,6 +211,8 @@ pub struct Client {
     pub video_frames: HashMap<Mid, usize>,
     /// Received video payload bytes per m-line (tells a simulcast layer by its size).
     pub video_bytes: HashMap<Mid, usize>,
+    /// The `a=setup` values of every answer rtcd sent to our offers.
+    pub answer_setups: Vec<String>,
 }
 
 impl Client {
@@ -303,6 +305,7 @@ impl Client {
             keyframe_requests: 0,
             video_frames: HashMap::new(),
             video_bytes: HashMap::new(),
+            answer_setups: Vec::new(),
         }
     }
 
@@ -324,6 +327,11 @@ impl Client {
                 let sdp = v["sdp"].as_str().unwrap();
                 match v["type"].as_str().unwrap() {
                     "answer" => {
+                        self.answer_setups.extend(
+                            sdp.lines()
+                                .filter_map(|l| l.trim_end().strip_prefix("a=setup:"))
+                                .map(str::to_string),
+                        );
                         let pending = self.pending.take().expect("answer without offer");
                         self.rtc
                             .sdp_api()
