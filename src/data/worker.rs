@@ -699,11 +699,11 @@ impl Worker {
                             return;
                         };
                         let _ = self.poll.registry().deregister(&mut c.stream);
+                        // The peeked frame, then everything after it as received (a frame
+                        // cut across reads included: the owner's decoder completes it).
                         let mut buffered = Vec::new();
                         let _ = encode_frame(&frame, &mut buffered);
-                        while let Some(f) = c.decoder.next_frame() {
-                            let _ = encode_frame(&f, &mut buffered);
-                        }
+                        buffered.extend_from_slice(&c.decoder.take_rest());
                         let h = Handover::Tcp {
                             stream: std::net::TcpStream::from(c.stream),
                             peer: c.peer,

@@ -80,6 +80,15 @@ impl Rfc4571Decoder {
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }
+
+    /// Takes every byte not yet returned as a frame (whole frames and a partial one, still
+    /// framed), leaving the decoder empty: for handing a stream on to another decoder.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        rest
+    }
 }
 
 /// Appends `payload` framed to `out`; `out` is unchanged on error.
@@ -100,6 +109,23 @@ mod tests {
         while let Some(f) = d.next_frame() {
             into.push(f);
         }
+    }
+
+    #[test]
+    fn the_rest_taken_for_a_handover_keeps_whole_and_partial_frames() {
+        let stream = stream_of(&[b"first", b"second", b"third frame"]);
+        let cut = stream.len() - 4; // the third frame arrives in two reads
+        let mut d = Rfc4571Decoder::new(1 << 16);
+        d.push(&stream[..cut]).unwrap();
+        assert_eq!(d.next_frame().as_deref(), Some(&b"first"[..]));
+        let mut next = Rfc4571Decoder::new(1 << 16);
+        next.push(&d.take_rest()).unwrap();
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.next_frame(), None);
+        next.push(&stream[cut..]).unwrap();
+        let mut got = Vec::new();
+        drain(&mut next, &mut got);
+        assert_eq!(got, vec![b"second".to_vec(), b"third frame".to_vec()]);
     }
 
     fn stream_of(frames: &[&[u8]]) -> Vec<u8> {
