@@ -11,7 +11,7 @@
 #            as on this VM, cpu.cfs_quota_us/cfs_period_us), so that it, not the generator,
 #            saturates first. Needs root; without root or a cpu controller it says so and runs
 #            uncapped. The cap is recorded in every report (server.cpu_cap_pct) and the table.
-#   --quick: tiny sweep, short windows (~2.5 minutes of runs, plus the release build: ~2 min
+#   --quick: tiny sweep, short windows (~1.5 minutes of runs, plus the release build: ~2 min
 #            after a commit, since build.rs stamps the git hash into rtcd).
 #   BENCH_SKIP_BUILD=1: no cargo build; run the binaries already in target/.
 #   Full mode: BENCH_SWEEP_W1="50 200 …" (… _W2, _W3, _W4, _W6) and BENCH_DURATION=S override
