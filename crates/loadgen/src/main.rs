@@ -155,6 +155,15 @@ fn main() {
 }
 
 impl Run<'_> {
+    /// Publishers planned in `call` other than this participant.
+    fn other_publishers(&self, call: usize, publishes: bool) -> usize {
+        self.planned
+            .get(&call)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(usize::from(publishes))
+    }
+
     fn new_slot(
         &mut self,
         call: usize,
@@ -192,12 +201,7 @@ impl Run<'_> {
             ServerKind::Janus => {
                 let session = format!("{}s{slot}", self.run_tag);
                 let publishes = role.audio || role.video;
-                let others = self
-                    .planned
-                    .get(&call)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(usize::from(publishes));
+                let others = self.other_publishers(call, publishes);
                 let mut jp = JanusPeer::new(None, role.receives && others > 0, now);
                 if publishes {
                     // Janus's publisher PC only sends; the others' media comes on the subscriber.
@@ -337,12 +341,7 @@ impl Run<'_> {
         for slot in 0..self.slots.len() {
             let call = self.slots[slot].call;
             let publishes = self.slots[slot].role.audio || self.slots[slot].role.video;
-            let planned_others = self
-                .planned
-                .get(&call)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(usize::from(publishes));
+            let planned_others = self.other_publishers(call, publishes);
             let Some(Peer::Janus(p)) = self.slots[slot].peer.as_mut() else {
                 continue;
             };
