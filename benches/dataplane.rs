@@ -35,26 +35,33 @@ fn backend(build: Build) -> (Box<dyn io::UdpIo>, SocketAddr) {
 }
 
 /// A burst of 64 × 1,200-byte datagrams sent by one backend and received by another (both
-/// of the variant's kind, in one thread).
+/// of the variant's kind, in one thread); `+gso`: the sender coalesces the burst, `+gro`:
+/// the receiver takes coalesced bursts whole and splits them (without it the kernel splits).
 fn udp_backends(c: &mut Criterion) {
     let mut g = c.benchmark_group("udp_backend_burst_64x1200");
     g.throughput(Throughput::Elements(BURST as u64));
     let mut variants = vec![
-        ("portable", Build::Portable, false),
-        ("portable+gso", Build::Portable, true),
+        ("portable", Build::Portable, false, false),
+        ("portable+gso", Build::Portable, true, false),
+        ("portable+gso+gro", Build::Portable, true, true),
     ];
     if io::resolve(IoChoice::IoUring).is_ok() {
         let single = Build::Uring(UringRecv::SingleShot);
         let multi = Build::Uring(UringRecv::Multishot);
-        variants.push(("io_uring_single_shot", single, false));
-        variants.push(("io_uring_single_shot+gso", single, true));
-        variants.push(("io_uring_multishot", multi, false));
-        variants.push(("io_uring_multishot+gso", multi, true));
+        variants.push(("io_uring_single_shot", single, false, false));
+        variants.push(("io_uring_single_shot+gso", single, true, false));
+        variants.push(("io_uring_multishot", multi, false, false));
+        variants.push(("io_uring_multishot+gso", multi, true, false));
+        variants.push(("io_uring_multishot+gso+gro", multi, true, true));
     }
-    for (name, build, gso) in variants {
+    for (name, build, gso, gro) in variants {
         let (mut tx, _) = backend(build);
         tx.set_gso(gso);
         let (mut rx, rx_addr) = backend(build);
+        if rx.set_gro(gro) != gro {
+            eprintln!("{name}: skipped, no UDP GRO here");
+            continue;
+        }
         let (mut batch, mut reaped) = (RecvBatch::default(), RecvBatch::default());
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {

@@ -184,6 +184,8 @@ pub struct WorkerCounters {
     pub direct_flows: u64,
     /// Times io_uring's multishot receive ran out of provided buffers (re-armed each time).
     pub recv_buffer_exhaustions: u64,
+    /// Datagrams received coalesced by UDP GRO.
+    pub recv_coalesced: u64,
     /// Busy time per loop turn (sleep excluded).
     pub loop_turns: LoopTurns,
     pub sessions: u64,

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub ring_occupancy: IntGaugeVec,
     pub direct_flows: IntGaugeVec,
     pub recv_buffer_exhaustions: IntCounterVec,
+    pub recv_coalesced: IntCounterVec,
     /// Latest loop-turn histograms per worker, rendered by hand (see `render`).
     loop_turns: std::sync::Mutex<Vec<(usize, crate::bridge::LoopTurns)>>,
     pub io_backend: IntGaugeVec,
@@ -261,6 +262,12 @@ impl Metrics {
                 "Times io_uring's multishot receive ran out of provided buffers and was re-armed (extension)",
                 &["worker"],
             ),
+            recv_coalesced: counter(
+                &r,
+                "rtc_recv_coalesced_datagrams_total",
+                "Datagrams received coalesced by UDP GRO and split again (extension)",
+                &["worker"],
+            ),
             loop_turns: std::sync::Mutex::new(Vec::new()),
             io_backend: gauge(
                 &r,
@@ -378,6 +385,10 @@ impl Metrics {
             set(
                 &self.recv_buffer_exhaustions.with_label_values(&[&id]),
                 w.recv_buffer_exhaustions,
+            );
+            set(
+                &self.recv_coalesced.with_label_values(&[&id]),
+                w.recv_coalesced,
             );
             self.worker_sessions
                 .with_label_values(&[&id])

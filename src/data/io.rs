@@ -16,17 +16,24 @@ use mio::{Interest, Registry, Token};
 
 /// Largest datagram received (rtcd reads with MTU 1460; leave room).
 pub const SLOT: usize = 2048;
-/// Datagrams per receive batch.
+/// Messages per receive batch.
 pub const BATCH: usize = 32;
+/// Receive space per message with UDP GRO: a coalesced burst is at most one UDP payload
+/// (rust-stack.md §2: smaller buffers silently truncate it).
+pub const GRO_SLOT: usize = 65_536;
+/// Linux `UDP_GRO` (since 5.0): the socket option and the control message with the
+/// segment size of a coalesced receive.
+const UDP_GRO: libc::c_int = 104;
 /// Receives kept in flight per socket on io_uring's single-shot fallback.
 const URING_RECVS_PER_SOCKET: usize = 64;
-/// Provided buffers shared by a worker's multishot receives (a power of two).
+/// Provided buffers shared by a worker's multishot receives (a power of two), each with
+/// room for a GRO burst ([`GRO_SLOT`]).
 const URING_BUFS: u16 = 256;
 /// Bytes the kernel writes before a multishot datagram's payload: an
-/// `io_uring_recvmsg_out` header and the source address (no control data).
-const URING_BUF_HEAD: usize = 16 + size_of::<libc::sockaddr_storage>();
-/// One provided buffer: the head and a payload of up to [`SLOT`] bytes, like the other paths.
-const URING_BUF: usize = URING_BUF_HEAD + SLOT;
+/// `io_uring_recvmsg_out` header, the source address and the control space.
+const URING_BUF_HEAD: usize = 16 + size_of::<libc::sockaddr_storage>() + URING_CONTROL;
+/// Control space per multishot receive: one `UDP_GRO` control message (an int).
+const URING_CONTROL: usize = 32;
 /// Buffer group id of the provided buffer ring.
 const URING_BGID: u16 = 0;
 /// Submission queue size.
@@ -98,26 +105,65 @@ pub struct Datagram {
     /// Index of the socket it arrived on.
     pub sock: usize,
     pub source: SocketAddr,
-    offset: usize,
+    at: At,
     len: usize,
 }
 
-/// Datagrams received in one call, in one preallocated buffer.
+/// Where a datagram's bytes are.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// In the batch's own buffer, at this offset.
+    Own(usize),
+    /// In an io_uring provided buffer the batch holds (see [`RecvBatch::held`]).
+    Ring(*const u8),
+}
+
+/// Datagrams received in one call: in the batch's own preallocated buffer (the portable
+/// path receives straight into it) or in place in io_uring provided buffers that the
+/// batch holds until it is next passed to [`UdpIo::recv`]. Use one batch per backend
+/// (the worker does): a batch dropped while holding buffers takes them out of the ring.
+///
+/// With UDP GRO one received message can carry many datagrams of one flow (a video
+/// frame's burst): the batch splits it into its datagrams, so callers never see the
+/// coalesced form.
 pub struct RecvBatch {
+    /// [`BATCH`] message slots of up to [`GRO_SLOT`] bytes. Allocated zeroed, so pages
+    /// are only backed once the kernel writes into them.
     buf: Box<[u8]>,
     items: Vec<Datagram>,
+    /// Messages (kernel receives, coalesced or not) in this batch.
+    msgs: usize,
+    /// Datagrams that arrived coalesced by GRO in this batch.
+    coalesced: usize,
+    /// Datagrams dropped as larger than [`SLOT`] in this batch.
+    oversized: usize,
+    /// Provided buffers (ids) of backend `holder` that `items` point into; handed back
+    /// to the kernel by that backend when the batch is next passed to it.
+    held: Vec<u16>,
+    holder: u64,
 }
+
+// SAFETY: the `At::Ring` pointers point into a backend's provided-buffer memory, which is
+// never freed (see `BufRing`) and which the kernel does not write while the batch holds
+// the buffer; the batch is used by one thread at a time like any owned value.
+unsafe impl Send for RecvBatch {}
 
 impl Default for RecvBatch {
     fn default() -> Self {
         RecvBatch {
-            buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
-            items: Vec::with_capacity(BATCH),
+            buf: vec![0u8; BATCH * GRO_SLOT].into_boxed_slice(),
+            items: Vec::with_capacity(BATCH * 4),
+            msgs: 0,
+            coalesced: 0,
+            oversized: 0,
+            held: Vec::with_capacity(BATCH),
+            holder: 0,
         }
     }
 }
 
 impl RecvBatch {
+    /// Datagrams in the batch.
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -126,32 +172,191 @@ impl RecvBatch {
         self.items.is_empty()
     }
 
-    pub fn get(&self, i: usize) -> Option<(Datagram, &[u8])> {
-        let d = *self.items.get(i)?;
-        Some((d, &self.buf[d.offset..d.offset + d.len]))
+    /// Received messages (a GRO-coalesced message counts once).
+    pub fn messages(&self) -> usize {
+        self.msgs
     }
 
+    /// Datagrams of this batch that arrived coalesced by GRO.
+    pub fn coalesced(&self) -> usize {
+        self.coalesced
+    }
+
+    /// Datagrams of this batch dropped as larger than any datagram served.
+    pub fn oversized(&self) -> usize {
+        self.oversized
+    }
+
+    pub fn get(&self, i: usize) -> Option<(Datagram, &[u8])> {
+        let d = *self.items.get(i)?;
+        let bytes = match d.at {
+            At::Own(offset) => self.buf.get(offset..offset + d.len)?,
+            // SAFETY: the pointer and length describe received bytes inside a provided
+            // buffer this batch holds (not handed back to the kernel, never freed).
+            At::Ring(p) => unsafe { std::slice::from_raw_parts(p, d.len) },
+        };
+        Some((d, bytes))
+    }
+
+    /// Empties the batch; provided buffers stay held until their backend takes them.
     fn clear(&mut self) {
         self.items.clear();
+        self.msgs = 0;
+        self.coalesced = 0;
+        self.oversized = 0;
     }
 
     fn full(&self) -> bool {
-        self.items.len() >= BATCH
+        self.msgs >= BATCH
     }
 
-    /// Copies a datagram in (io_uring receives into its own slots).
-    fn push_copy(&mut self, sock: usize, source: SocketAddr, bytes: &[u8]) {
-        let i = self.items.len();
-        let offset = i * SLOT;
-        let len = bytes.len().min(SLOT);
-        self.buf[offset..offset + len].copy_from_slice(&bytes[..len]);
-        self.items.push(Datagram {
-            sock,
-            source,
-            offset,
-            len,
-        });
+    /// The batch's own bytes for message slot `slot` of `stride` bytes.
+    fn slot_ptr(&mut self, slot: usize, stride: usize) -> Option<*mut u8> {
+        let start = slot.checked_mul(stride)?;
+        self.buf.get_mut(start..start + stride).map(|s| s.as_mut_ptr())
     }
+
+    /// Adds one received message (`len` bytes at `at`), split into its datagrams when GRO
+    /// coalesced it (`seg`: the segment size from the `UDP_GRO` control message).
+    fn push_message(
+        &mut self,
+        sock: usize,
+        source: SocketAddr,
+        at: At,
+        len: usize,
+        seg: Option<usize>,
+    ) {
+        self.msgs += 1;
+        let seg = match seg {
+            Some(s) if s > 0 && s < len => s,
+            _ => len,
+        };
+        let parts = len.div_ceil(seg.max(1));
+        if parts > 1 {
+            self.coalesced += parts;
+        }
+        let mut off = 0;
+        while off < len {
+            let n = seg.min(len - off);
+            if n > SLOT {
+                self.oversized += 1;
+            } else {
+                let at = match at {
+                    At::Own(o) => At::Own(o + off),
+                    // SAFETY: `off < len`, inside the received bytes.
+                    At::Ring(p) => At::Ring(unsafe { p.add(off) }),
+                };
+                self.items.push(Datagram {
+                    sock,
+                    source,
+                    at,
+                    len: n,
+                });
+            }
+            off += n;
+        }
+    }
+
+    /// Copies a message in (io_uring's single-shot path receives into its own slots).
+    fn push_copy(&mut self, sock: usize, source: SocketAddr, bytes: &[u8]) {
+        let slot = self.msgs;
+        let len = bytes.len().min(SLOT);
+        let Some(dst) = self.buf.get_mut(slot * SLOT..slot * SLOT + len) else {
+            return;
+        };
+        dst.copy_from_slice(&bytes[..len]);
+        self.push_message(sock, source, At::Own(slot * SLOT), len, None);
+    }
+}
+
+/// The GRO segment size in a received message's control data: the `UDP_GRO` control
+/// message the kernel adds when it coalesced datagrams (`None`: one datagram).
+fn gro_segment(control: &[u8]) -> Option<usize> {
+    let hdr = size_of::<libc::cmsghdr>();
+    let align = |n: usize| n.div_ceil(size_of::<usize>()) * size_of::<usize>();
+    let mut off = 0;
+    while off + hdr <= control.len() {
+        // SAFETY: `hdr` bytes at `off` are inside `control`; read unaligned.
+        let c: libc::cmsghdr =
+            unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
+        let clen = c.cmsg_len as usize;
+        if clen < hdr || off + clen > control.len() {
+            return None;
+        }
+        let data = off + align(hdr);
+        if c.cmsg_level == libc::SOL_UDP
+            && c.cmsg_type == UDP_GRO
+            && data + size_of::<libc::c_int>() <= off + clen
+        {
+            // SAFETY: the int lies inside this control message (checked above).
+            let v: libc::c_int = unsafe {
+                std::ptr::read_unaligned(control.as_ptr().add(data) as *const libc::c_int)
+            };
+            return usize::try_from(v).ok().filter(|&s| s > 0);
+        }
+        off += align(clen);
+    }
+    None
+}
+
+/// Turns UDP GRO on or off on a socket (Linux 5.0+).
+pub fn set_udp_gro(sock: &UdpSocket, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on.into();
+    // SAFETY: a valid fd and a c_int option value that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            &v as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives one message from socket `fd` into `buf` (at least [`GRO_SLOT`] bytes when GRO
+/// is on): its length and GRO segment size, if coalesced; `None` for a message larger
+/// than `buf` (truncated, dropped).
+pub fn recv_gro(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<usize>)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut cmsg = [0u64; 4];
+    // SAFETY: plain old data, zero is valid.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = size_of_val(&cmsg) as _;
+    // SAFETY: the header, iovec, buffer and control space outlive the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        return Ok(None);
+    }
+    let control = control_bytes(&cmsg, msg.msg_controllen as usize);
+    Ok(Some((n as usize, gro_segment(control))))
+}
+
+/// The first `len` bytes of a control buffer.
+fn control_bytes(cmsg: &[u64; 4], len: usize) -> &[u8] {
+    // SAFETY: u64s viewed as bytes; `len` is clamped to the buffer.
+    let all = unsafe { std::slice::from_raw_parts(cmsg.as_ptr() as *const u8, size_of_val(cmsg)) };
+    &all[..len.min(all.len())]
+}
+
+/// The datagrams of a message received with GRO (`seg`: its segment size, if coalesced).
+pub fn gro_datagrams(bytes: &[u8], seg: Option<usize>) -> std::slice::Chunks<'_, u8> {
+    let seg = seg.filter(|&s| s > 0).unwrap_or(bytes.len().max(1));
+    bytes.chunks(seg)
 }
 
 /// A UDP I/O backend over the worker's sockets.
@@ -169,6 +374,11 @@ pub trait UdpIo: Send {
     fn flush(&mut self) -> usize;
     /// Turns UDP GSO (coalesced same-destination bursts) on or off where supported.
     fn set_gso(&mut self, _on: bool) {}
+    /// Turns UDP GRO (receiving a flow's burst as one message, split again in the
+    /// [`RecvBatch`]) on or off. Returns whether it is on (false where unsupported).
+    fn set_gro(&mut self, _on: bool) -> bool {
+        false
+    }
     /// How the backend receives (for logs and benchmarks).
     fn recv_path(&self) -> &'static str;
     /// Times a receive found no free buffer (io_uring multishot: the kernel ended the
@@ -282,6 +492,8 @@ pub struct Portable {
     failed: usize,
     /// Coalesce same-destination bursts with UDP GSO.
     gso: bool,
+    /// UDP GRO is on for every socket (receive into [`GRO_SLOT`]-byte slots).
+    gro: bool,
 }
 
 /// Datagrams per `sendmmsg`.
@@ -289,43 +501,55 @@ const SEND_BATCH: usize = 64;
 
 impl Portable {
     fn new(sockets: Vec<UdpSocket>) -> Portable {
-        Portable {
+        let mut p = Portable {
             sockets,
             next: 0,
             sends: Vec::with_capacity(SEND_BATCH),
             failed: 0,
             gso: true,
-        }
+            gro: false,
+        };
+        p.set_gro(true);
+        p
     }
 
-    /// One `recvmmsg` on `fd` into the free part of `batch`. Returns datagrams read.
-    fn recv_fd(fd: RawFd, sock: usize, batch: &mut RecvBatch) -> usize {
-        let start = batch.items.len();
-        let want = BATCH - start;
+    /// One `recvmmsg` on `fd` into the free message slots of `batch` (slots of
+    /// [`GRO_SLOT`] bytes with GRO, else [`SLOT`]). Returns messages read.
+    fn recv_fd(fd: RawFd, sock: usize, batch: &mut RecvBatch, gro: bool) -> usize {
+        let start = batch.msgs;
+        let want = BATCH.saturating_sub(start);
         if want == 0 {
             return 0;
         }
+        let stride = if gro { GRO_SLOT } else { SLOT };
         // SAFETY: plain old data, zero is valid.
         let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let base = batch.buf.as_mut_ptr();
+        // One UDP_GRO control message (an int) per message; u64 for alignment.
+        let mut cmsgs = [[0u64; 4]; BATCH];
         for i in 0..want {
-            let slot = start + i;
-            iovs[i] = libc::iovec {
-                // SAFETY: slot < BATCH, so the slot lies inside the buffer.
-                iov_base: unsafe { base.add(slot * SLOT) } as *mut libc::c_void,
-                iov_len: SLOT,
+            let Some(base) = batch.slot_ptr(start + i, stride) else {
+                return 0;
             };
-            msgs[i].msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
-            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+            iovs[i] = libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: stride,
+            };
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            if gro {
+                h.msg_control = cmsgs[i].as_mut_ptr() as *mut libc::c_void;
+                h.msg_controllen = size_of_val(&cmsgs[i]) as _;
+            }
         }
-        // SAFETY: msgs/iovs/addrs and the batch buffer outlive the call; `want` entries are
-        // initialised.
+        // SAFETY: msgs/iovs/addrs/cmsgs and the batch buffer outlive the call; `want`
+        // entries are initialised and their slots lie inside the batch's buffer.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -340,18 +564,24 @@ impl Portable {
         }
         let n = n as usize;
         for i in 0..n {
+            let h = &msgs[i].msg_hdr;
             let Some(source) = from_sockaddr(&addrs[i]) else {
+                batch.msgs += 1;
                 continue;
             };
-            if msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                continue; // larger than any datagram we serve
+            if h.msg_flags & libc::MSG_TRUNC != 0 {
+                // Larger than any datagram we serve (or than any GRO burst).
+                batch.msgs += 1;
+                batch.oversized += 1;
+                continue;
             }
-            batch.items.push(Datagram {
-                sock,
-                source,
-                offset: (start + i) * SLOT,
-                len: (msgs[i].msg_len as usize).min(SLOT),
-            });
+            let seg = if gro {
+                gro_segment(control_bytes(&cmsgs[i], h.msg_controllen as usize))
+            } else {
+                None
+            };
+            let len = (msgs[i].msg_len as usize).min(stride);
+            batch.push_message(sock, source, At::Own((start + i) * stride), len, seg);
         }
         n
     }
@@ -537,9 +767,8 @@ impl UdpIo for Portable {
         for k in 0..n {
             let idx = (self.next + k) % n;
             let fd = self.sockets[idx].as_raw_fd();
-            let before = batch.len();
-            let room = BATCH - before;
-            let got = Self::recv_fd(fd, idx, batch);
+            let room = BATCH - batch.msgs;
+            let got = Self::recv_fd(fd, idx, batch, self.gro);
             if got == room {
                 // This socket may have more: read it first next time.
                 more = true;
@@ -571,8 +800,25 @@ impl UdpIo for Portable {
         self.gso = on;
     }
 
+    fn set_gro(&mut self, on: bool) -> bool {
+        let ok = self.sockets.iter().all(|s| set_udp_gro(s, on).is_ok());
+        if on && !ok {
+            // Partly on is still safe (slots are large), but keep one state: all off.
+            for s in &self.sockets {
+                let _ = set_udp_gro(s, false);
+            }
+            tracing::warn!("UDP GRO unavailable; receiving datagrams one by one");
+        }
+        self.gro = on && ok;
+        self.gro
+    }
+
     fn recv_path(&self) -> &'static str {
-        "recvmmsg"
+        if self.gro {
+            "recvmmsg, UDP GRO"
+        } else {
+            "recvmmsg"
+        }
     }
 }
 
@@ -603,7 +849,7 @@ struct SendSlot {
     msg: libc::msghdr,
 }
 
-/// A provided buffer ring (kernel 5.19+): `count` buffers of [`URING_BUF`] bytes that the
+/// A provided buffer ring (kernel 5.19+): `count` buffers of `size` bytes that the
 /// kernel picks from for multishot receives, and that we hand back by advancing the tail.
 ///
 /// Its memory is never freed: after the io_uring closes, the kernel may still complete
@@ -611,9 +857,11 @@ struct SendSlot {
 struct BufRing {
     /// Page-aligned array of `count` entries shared with the kernel.
     entries: *mut io_uring::types::BufRingEntry,
-    /// `count * URING_BUF` bytes.
+    /// `count * size` bytes.
     bufs: *mut u8,
     count: u16,
+    /// Bytes per buffer: [`URING_BUF_HEAD`] and the largest payload received.
+    size: usize,
     /// Our tail (entries handed to the kernel), published with [`BufRing::publish`].
     tail: u16,
 }
@@ -621,7 +869,7 @@ struct BufRing {
 impl BufRing {
     /// Allocates and registers the ring on `ring` (group [`URING_BGID`]) with every buffer
     /// handed to the kernel. Fails where the kernel has no buffer rings.
-    fn register(ring: &io_uring::IoUring, count: u16) -> io::Result<BufRing> {
+    fn register(ring: &io_uring::IoUring, count: u16, size: usize) -> io::Result<BufRing> {
         if !count.is_power_of_two() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -649,11 +897,14 @@ impl BufRing {
             unsafe { std::alloc::dealloc(entries as *mut u8, layout) };
             return Err(e);
         }
-        let bufs = Box::leak(vec![0u8; count as usize * URING_BUF].into_boxed_slice()).as_mut_ptr();
+        // Zeroed, so pages are only backed once the kernel writes into them (GRO buffers
+        // are 64 KiB, most datagrams use the first 1.2 KiB of one).
+        let bufs = Box::leak(vec![0u8; count as usize * size].into_boxed_slice()).as_mut_ptr();
         let mut r = BufRing {
             entries,
             bufs,
             count,
+            size,
             tail: 0,
         };
         for bid in 0..count {
@@ -671,7 +922,7 @@ impl BufRing {
         // SAFETY: `bid` is in range, and the kernel does not write into a buffer between
         // its completion and our `give` (the caller copies out before giving it back).
         Some(unsafe {
-            std::slice::from_raw_parts(self.bufs.add(bid as usize * URING_BUF), URING_BUF)
+            std::slice::from_raw_parts(self.bufs.add(bid as usize * self.size), self.size)
         })
     }
 
@@ -685,8 +936,8 @@ impl BufRing {
         // reads entries between its head and the published tail).
         let e = unsafe { &mut *self.entries.add(i) };
         // SAFETY: `bid < count`, inside the buffers' allocation.
-        e.set_addr(unsafe { self.bufs.add(bid as usize * URING_BUF) } as u64);
-        e.set_len(URING_BUF as u32);
+        e.set_addr(unsafe { self.bufs.add(bid as usize * self.size) } as u64);
+        e.set_len(self.size as u32);
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
     }
@@ -720,10 +971,12 @@ struct Multishot {
 }
 
 impl Multishot {
-    /// Handles one completion of socket `sock`'s multishot receive: copies its datagram
-    /// into `batch` and hands the buffer back to the ring (published by the caller).
-    fn complete(&mut self, sock: usize, res: i32, flags: u32, batch: &mut RecvBatch) {
+    /// Handles one completion of socket `sock`'s multishot receive: its datagrams go into
+    /// `batch` in place, and the batch holds the buffer until it comes back to backend
+    /// `id`'s `recv` (buffers of failed receives go straight back to the ring).
+    fn complete(&mut self, id: u64, sock: usize, res: i32, flags: u32, batch: &mut RecvBatch) {
         if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
+            let mut held = false;
             if let (Ok(n), Some(buf), Some(hdr)) = (
                 usize::try_from(res),
                 self.bufs.buf(bid),
@@ -731,18 +984,33 @@ impl Multishot {
             ) {
                 let buf = &buf[..n.min(buf.len())];
                 if let Ok(out) = io_uring::types::RecvMsgOut::parse(buf, hdr) {
-                    // A truncated payload is larger than any datagram we serve (as in the
-                    // other paths); UDP_GRO is never enabled on these sockets, so it cannot
-                    // be a coalesced burst cut short (rust-stack.md §2).
-                    if !out.is_payload_truncated() && !out.is_name_data_truncated() {
-                        if let Some(source) = sockaddr_from_bytes(out.name_data()) {
-                            batch.push_copy(sock, source, out.payload_data());
-                            self.delivered = true;
-                        }
+                    if out.is_payload_truncated() {
+                        // Larger than the buffer: larger than any datagram we serve, or a
+                        // GRO burst on a path without GRO-sized buffers (never enabled).
+                        batch.msgs += 1;
+                        batch.oversized += 1;
+                    } else if let (false, Some(source)) = (
+                        out.is_name_data_truncated(),
+                        sockaddr_from_bytes(out.name_data()),
+                    ) {
+                        let seg = if out.is_control_data_truncated() {
+                            None
+                        } else {
+                            gro_segment(out.control_data())
+                        };
+                        let p = out.payload_data();
+                        batch.push_message(sock, source, At::Ring(p.as_ptr()), p.len(), seg);
+                        self.delivered = true;
+                        held = true;
                     }
                 }
             }
-            self.bufs.give(bid);
+            if held {
+                batch.held.push(bid);
+                batch.holder = id;
+            } else {
+                self.bufs.give(bid);
+            }
         }
         if res < 0 {
             match -res {
@@ -753,6 +1021,19 @@ impl Multishot {
         }
         if !io_uring::cqueue::more(flags) && !self.rearm.contains(&sock) {
             self.rearm.push(sock);
+        }
+    }
+
+    /// Hands back the buffers `batch` holds from backend `id` (published by the caller).
+    /// Buffers of another backend are released from the batch without going back (only a
+    /// batch moved between backends, which the worker never does, loses them).
+    fn take_back(&mut self, id: u64, batch: &mut RecvBatch) {
+        if batch.holder == id {
+            for bid in batch.held.drain(..) {
+                self.bufs.give(bid);
+            }
+        } else {
+            batch.held.clear();
         }
     }
 }
@@ -793,9 +1074,16 @@ pub struct Uring {
     /// Datagrams queued this turn, coalesced and submitted at `flush`.
     pending: Vec<(usize, SocketAddr, Vec<u8>)>,
     gso: bool,
+    /// UDP GRO is on for the sockets (only with GRO-sized provided buffers).
+    gro: bool,
+    /// Tells this backend's held buffers in a [`RecvBatch`] from another backend's.
+    id: u64,
     failed: usize,
     unsubmitted: bool,
 }
+
+/// Backend ids (see [`Uring::id`]); zero means none.
+static NEXT_URING_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 // SAFETY: the raw pointers inside the slots point into the slots themselves (boxed, so
 // stable), and the buffer ring's into memory owned by the backend; the whole backend
@@ -832,7 +1120,8 @@ impl Uring {
         }
         let multi = match recv {
             UringRecv::SingleShot => None,
-            UringRecv::Multishot => match BufRing::register(&ring, bufs) {
+            UringRecv::Multishot => match BufRing::register(&ring, bufs, URING_BUF_HEAD + GRO_SLOT)
+            {
                 Ok(bufs) => Some(Multishot {
                     bufs,
                     hdrs: (0..sockets.len())
@@ -841,6 +1130,7 @@ impl Uring {
                             let mut h: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
                             // No iovec: the kernel takes a whole provided buffer.
                             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                            h.msg_controllen = URING_CONTROL as _;
                             h
                         })
                         .collect(),
@@ -865,9 +1155,12 @@ impl Uring {
             rearm: Vec::with_capacity(BATCH * 2),
             pending: Vec::new(),
             gso: true,
+            gro: false,
+            id: NEXT_URING_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             failed: 0,
             unsubmitted: false,
         };
+        u.set_gro(true);
         if u.multi.is_some() {
             for sock in 0..u.sockets.len() {
                 u.arm_multishot(sock)?;
@@ -953,6 +1246,8 @@ impl Uring {
         m.bufs.publish();
         if m.unsupported {
             tracing::warn!("io_uring: multishot RecvMsg unsupported; single-shot receives");
+            // The single-shot slots are not GRO-sized.
+            self.set_gro(false);
             // Its buffers stay allocated (never freed, see `BufRing`).
             self.multi = None;
             if let Err(e) = self.arm_single_shot() {
@@ -987,6 +1282,10 @@ impl UdpIo for Uring {
 
     fn recv(&mut self, batch: &mut RecvBatch) -> bool {
         batch.clear();
+        match self.multi.as_mut() {
+            Some(m) => m.take_back(self.id, batch),
+            None => batch.held.clear(),
+        }
         let mut rearm = std::mem::take(&mut self.rearm);
         let mut more = false;
         {
@@ -997,7 +1296,7 @@ impl UdpIo for Uring {
                 if ud & TAG_MULTI != 0 {
                     let sock = (ud & !TAG_MULTI) as usize;
                     if let Some(m) = self.multi.as_mut() {
-                        m.complete(sock, res, cqe.flags(), batch);
+                        m.complete(self.id, sock, res, cqe.flags(), batch);
                     }
                 } else if ud & TAG_RECV != 0 {
                     let idx = (ud & !TAG_RECV) as usize;
@@ -1075,8 +1374,24 @@ impl UdpIo for Uring {
         self.gso = on;
     }
 
+    fn set_gro(&mut self, on: bool) -> bool {
+        // The provided buffers hold a GRO burst; the single-shot slots do not.
+        let want = on && self.multi.is_some();
+        let ok = self.sockets.iter().all(|s| set_udp_gro(s, want).is_ok());
+        if want && !ok {
+            for s in &self.sockets {
+                let _ = set_udp_gro(s, false);
+            }
+            tracing::warn!("UDP GRO unavailable; receiving datagrams one by one");
+        }
+        self.gro = want && ok;
+        self.gro
+    }
+
     fn recv_path(&self) -> &'static str {
-        if self.multi.is_some() {
+        if self.multi.is_some() && self.gro {
+            "io_uring multishot RecvMsg, provided buffer ring, UDP GRO"
+        } else if self.multi.is_some() {
             "io_uring multishot RecvMsg, provided buffer ring"
         } else {
             "io_uring single-shot RecvMsg"
@@ -1345,7 +1660,7 @@ mod tests {
         for i in 0..100u8 {
             peer.send_to(&[i; 100], addr).expect("send");
         }
-        let got = receive(&mut *io, 100);
+        let got = receive(&mut *io, &mut RecvBatch::default(), 100);
         let me = peer.local_addr().expect("addr");
         assert_eq!(
             got,
@@ -1356,13 +1671,17 @@ mod tests {
     }
 
     /// Receives until `want` datagrams arrived (or 5 s passed): (socket, source, bytes).
-    fn receive(io: &mut dyn UdpIo, want: usize) -> Vec<(usize, SocketAddr, Vec<u8>)> {
-        let mut batch = RecvBatch::default();
+    /// One batch per backend, as the worker does (it holds provided buffers).
+    fn receive(
+        io: &mut dyn UdpIo,
+        batch: &mut RecvBatch,
+        want: usize,
+    ) -> Vec<(usize, SocketAddr, Vec<u8>)> {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while got.len() < want && std::time::Instant::now() < deadline {
-            io.recv(&mut batch);
-            assert!(batch.len() <= BATCH);
+            io.recv(batch);
+            assert!(batch.messages() <= BATCH);
             for i in 0..batch.len() {
                 let (d, bytes) = batch.get(i).expect("item");
                 got.push((d.sock, d.source, bytes.to_vec()));
@@ -1403,12 +1722,13 @@ mod tests {
         };
         assert_eq!(
             io.recv_path(),
-            "io_uring multishot RecvMsg, provided buffer ring"
+            "io_uring multishot RecvMsg, provided buffer ring, UDP GRO"
         );
         let p0 = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let p1 = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let (s0, s1) = (p0.local_addr().expect("a"), p1.local_addr().expect("a"));
         let rounds = 4 * URING_BUFS as usize / 50;
+        let mut batch = RecvBatch::default();
         let mut expected = Vec::new();
         let mut got = Vec::new();
         for r in 0..rounds {
@@ -1424,7 +1744,7 @@ mod tests {
                 peer.send_to(&vec![tag; len], dst).expect("send");
                 expected.push((sock, src, vec![tag; len]));
             }
-            got.extend(receive(&mut io, expected.len() - got.len()));
+            got.extend(receive(&mut io, &mut batch, expected.len() - got.len()));
             if got.len() < expected.len() {
                 break; // stuck: the assertions below say what is missing
             }
@@ -1454,7 +1774,8 @@ mod tests {
         for i in 0..100u8 {
             peer.send_to(&[i; 300], a0).expect("send");
         }
-        let got = receive(&mut io, 100);
+        let mut batch = RecvBatch::default();
+        let got = receive(&mut io, &mut batch, 100);
         assert_eq!(
             got,
             (0..100u8)
@@ -1467,7 +1788,7 @@ mod tests {
         );
         // And it keeps receiving afterwards.
         peer.send_to(b"after", a0).expect("send");
-        assert_eq!(receive(&mut io, 1), vec![(0, me, b"after".to_vec())]);
+        assert_eq!(receive(&mut io, &mut batch, 1), vec![(0, me, b"after".to_vec())]);
     }
 
     /// A datagram larger than a slot is dropped (as on the other paths) without ending
@@ -1481,7 +1802,175 @@ mod tests {
         let me = peer.local_addr().expect("addr");
         peer.send_to(&[1u8; SLOT + 500], a0).expect("send");
         peer.send_to(&[2u8; 100], a0).expect("send");
-        assert_eq!(receive(&mut io, 1), vec![(0, me, vec![2u8; 100])]);
+        let mut batch = RecvBatch::default();
+        assert_eq!(
+            receive(&mut io, &mut batch, 1),
+            vec![(0, me, vec![2u8; 100])]
+        );
+        assert_eq!(batch.oversized(), 1, "the oversized datagram is counted");
+    }
+
+    /// GSO bursts from one backend reach another backend's socket with GRO on as one
+    /// message per burst (counted as coalesced) and come out as the original datagrams,
+    /// in order, interleaved with another source's; with GRO off the kernel splits them
+    /// and nothing is counted as coalesced.
+    fn gro_bursts(kind: IoKind, gro: bool) {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = s.local_addr().expect("addr");
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(4 << 20);
+        let mut rx = new_backend(kind, vec![s]).expect("backend");
+        assert_eq!(rx.set_gro(gro), gro, "GRO {gro} on this kernel");
+        let tx_sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx_addr = tx_sock.local_addr().expect("addr");
+        let mut tx = new_backend(kind, vec![tx_sock]).expect("backend");
+        tx.set_gso(true);
+        let other = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let other_addr = other.local_addr().expect("addr");
+        // Video-like bursts: equal sizes with a shorter last one, then single datagrams.
+        let sizes: Vec<usize> = (0..10)
+            .map(|_| 1100)
+            .chain([700])
+            .chain((0..20).map(|_| 1200))
+            .chain([300, 1200, 900])
+            .collect();
+        let mut expected = Vec::new();
+        for (i, len) in sizes.iter().enumerate() {
+            let tag = i as u8;
+            tx.send(0, addr, vec![tag; *len]);
+            expected.push((tx_addr, vec![tag; *len]));
+            if i % 10 == 0 {
+                other.send_to(&[200 + tag / 10; 80], addr).expect("send");
+                expected.push((other_addr, vec![200 + tag / 10; 80]));
+            }
+        }
+        assert_eq!(tx.flush(), 0);
+        let mut batch = RecvBatch::default();
+        let mut got = Vec::new();
+        let mut coalesced = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < expected.len() && std::time::Instant::now() < deadline {
+            rx.recv(&mut batch);
+            assert!(batch.messages() <= BATCH);
+            coalesced += batch.coalesced();
+            for i in 0..batch.len() {
+                let (d, bytes) = batch.get(i).expect("item");
+                got.push((d.source, bytes.to_vec()));
+            }
+        }
+        for src in [tx_addr, other_addr] {
+            let want: Vec<_> = expected.iter().filter(|d| d.0 == src).collect();
+            let have: Vec<_> = got.iter().filter(|d| d.0 == src).collect();
+            assert_eq!(have.len(), want.len(), "all datagrams from {src}");
+            assert!(have == want, "datagrams from {src} as sent, in order");
+        }
+        if gro {
+            assert!(coalesced >= 10, "bursts arrived coalesced: {coalesced}");
+        } else {
+            assert_eq!(coalesced, 0);
+        }
+    }
+
+    #[test]
+    fn portable_gro_receives_bursts_as_the_original_datagrams() {
+        gro_bursts(IoKind::Portable, true);
+        gro_bursts(IoKind::Portable, false);
+    }
+
+    #[test]
+    fn io_uring_gro_receives_bursts_as_the_original_datagrams() {
+        match resolve(IoChoice::IoUring) {
+            Ok(k) => {
+                gro_bursts(k, true);
+                gro_bursts(k, false);
+            }
+            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
+        }
+    }
+
+    /// The direct path's receive: a connected socket with GRO gets a burst as one message
+    /// with its segment size, which splits into the original datagrams.
+    #[test]
+    fn a_connected_socket_with_gro_receives_a_burst_and_splits_it() {
+        let tx_sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx_addr = tx_sock.local_addr().expect("addr");
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.connect(tx_addr).expect("connect");
+        set_udp_gro(&rx, true).expect("UDP_GRO");
+        let mut tx = new_backend(IoKind::Portable, vec![tx_sock]).expect("backend");
+        let sizes = [1000, 1000, 1000, 1000, 400];
+        for (i, len) in sizes.iter().enumerate() {
+            tx.send(0, rx.local_addr().expect("addr"), vec![i as u8; *len]);
+        }
+        assert_eq!(tx.flush(), 0);
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let mut one = [0u8; 1];
+        let _ = rx.peek(&mut one); // wait until it arrived
+        let mut buf = vec![0u8; GRO_SLOT];
+        let (n, seg) = recv_gro(rx.as_raw_fd(), &mut buf)
+            .expect("recv")
+            .expect("not truncated");
+        assert_eq!((n, seg), (4400, Some(1000)), "one coalesced message");
+        let got: Vec<Vec<u8>> = gro_datagrams(&buf[..n], seg).map(|d| d.to_vec()).collect();
+        let want: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, len)| vec![i as u8; *len])
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    /// A coalesced message splits at its segment size (the last datagram may be shorter);
+    /// a datagram larger than a slot is dropped and counted, its neighbours kept.
+    #[test]
+    fn a_coalesced_message_splits_into_segments_and_drops_oversized_ones() {
+        let mut b = RecvBatch::default();
+        let src: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        b.push_message(0, src, At::Own(0), 2500, Some(1000));
+        let lens: Vec<usize> = (0..b.len()).map(|i| b.get(i).expect("d").1.len()).collect();
+        assert_eq!(lens, vec![1000, 1000, 500]);
+        assert_eq!((b.messages(), b.coalesced(), b.oversized()), (1, 3, 0));
+        b.push_message(0, src, At::Own(GRO_SLOT), SLOT + 1, None);
+        b.push_message(0, src, At::Own(2 * GRO_SLOT), 10, Some(10));
+        assert_eq!((b.len(), b.messages(), b.oversized()), (4, 3, 1));
+        b.clear();
+        assert_eq!((b.len(), b.messages(), b.coalesced()), (0, 0, 0));
+    }
+
+    /// The UDP_GRO control message is found among others; malformed or foreign control
+    /// data gives no segment size instead of a bad read.
+    #[test]
+    fn the_gro_segment_size_is_read_from_control_data_and_malformed_data_is_ignored() {
+        fn cmsg(level: libc::c_int, ty: libc::c_int, v: libc::c_int) -> Vec<u8> {
+            let hdr = size_of::<libc::cmsghdr>();
+            let mut out = vec![0u8; hdr + 8];
+            // SAFETY: writes a cmsghdr and an int into a buffer large enough for both.
+            unsafe {
+                let mut c: libc::cmsghdr = zeroed();
+                c.cmsg_len = (hdr + size_of::<libc::c_int>()) as _;
+                c.cmsg_level = level;
+                c.cmsg_type = ty;
+                std::ptr::write_unaligned(out.as_mut_ptr() as *mut libc::cmsghdr, c);
+                std::ptr::write_unaligned(out.as_mut_ptr().add(hdr) as *mut libc::c_int, v);
+            }
+            out
+        }
+        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, 1200)), Some(1200));
+        let mut two = cmsg(libc::SOL_IP, libc::IP_TOS, 0);
+        two.extend(cmsg(libc::SOL_UDP, UDP_GRO, 900));
+        assert_eq!(gro_segment(&two), Some(900));
+        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, 0)), None);
+        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, -5)), None);
+        assert_eq!(gro_segment(&[]), None);
+        let whole = cmsg(libc::SOL_UDP, UDP_GRO, 1200);
+        for cut in 0..whole.len() - 4 {
+            assert_eq!(gro_segment(&whole[..cut]), None, "cut at {cut}");
+        }
+        let mut bad = whole.clone();
+        bad[0] = 0xff; // cmsg_len beyond the buffer
+        assert_eq!(gro_segment(&bad), None);
+        bad[..8].copy_from_slice(&1u64.to_ne_bytes()); // shorter than a header
+        assert_eq!(gro_segment(&bad), None);
     }
 
     #[test]

@@ -22,10 +22,11 @@ pub enum Drop {
     TcpOverflow,
     RingFull,
     PeerQueueFull,
+    Oversized,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 14] = [
+    pub const ALL: [Drop; 15] = [
         Drop::UnknownSource,
         Drop::Malformed,
         Drop::BadStun,
@@ -40,6 +41,7 @@ impl Drop {
         Drop::TcpOverflow,
         Drop::RingFull,
         Drop::PeerQueueFull,
+        Drop::Oversized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl Drop {
             Drop::TcpOverflow => "tcp_overflow",
             Drop::RingFull => "fanout_ring_full",
             Drop::PeerQueueFull => "peer_queue_full",
+            Drop::Oversized => "oversized",
         }
     }
 }
@@ -76,9 +79,10 @@ pub struct WorkerStats {
     ring_occupancy: AtomicU64,
     direct_flows: AtomicU64,
     recv_buffer_exhaustions: AtomicU64,
+    recv_coalesced: AtomicU64,
     turn_buckets: [AtomicU64; LOOP_TURN_BOUNDS.len() + 1],
     turn_nanos: AtomicU64,
-    drops: [AtomicU64; 14],
+    drops: [AtomicU64; 15],
 }
 
 impl WorkerStats {
@@ -96,6 +100,7 @@ impl WorkerStats {
             ring_occupancy: AtomicU64::new(0),
             direct_flows: AtomicU64::new(0),
             recv_buffer_exhaustions: AtomicU64::new(0),
+            recv_coalesced: AtomicU64::new(0),
             turn_buckets: Default::default(),
             turn_nanos: AtomicU64::new(0),
             drops: Default::default(),
@@ -105,6 +110,13 @@ impl WorkerStats {
     /// The I/O backend's running count of receive-buffer exhaustions.
     pub fn recv_buffer_exhaustions(&self, total: u64) {
         self.recv_buffer_exhaustions.store(total, Relaxed);
+    }
+
+    /// Datagrams that arrived coalesced by UDP GRO (split again before processing).
+    pub fn recv_coalesced(&self, n: usize) {
+        if n > 0 {
+            self.recv_coalesced.fetch_add(n as u64, Relaxed);
+        }
     }
 
     pub fn rx(&self, bytes: usize) {
@@ -181,6 +193,7 @@ impl WorkerStats {
             ring_occupancy: self.ring_occupancy.load(Relaxed),
             direct_flows: self.direct_flows.load(Relaxed),
             recv_buffer_exhaustions: self.recv_buffer_exhaustions.load(Relaxed),
+            recv_coalesced: self.recv_coalesced.load(Relaxed),
             loop_turns: {
                 let mut t = LoopTurns::default();
                 for (i, b) in self.turn_buckets.iter().enumerate() {

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,7 +215,7 @@ impl Worker {
             fwd_buf: Vec::new(),
             sleeping: parts.sleeping,
             stats: parts.stats,
-            buf: vec![0u8; 64 * 1024],
+            buf: vec![0u8; super::io::GRO_SLOT],
             out: Vec::new(),
             backlog: false,
             backlog_udp: false,
@@ -423,6 +424,10 @@ impl Worker {
         while read < READ_BUDGET {
             let more = self.io.recv(&mut self.batch);
             read += self.batch.len().max(1);
+            self.stats.recv_coalesced(self.batch.coalesced());
+            for _ in 0..self.batch.oversized() {
+                self.stats.dropped(DropReason::Oversized);
+            }
             for i in 0..self.batch.len() {
                 let Some((d, bytes)) = self.batch.get(i) else {
                     continue;
@@ -487,6 +492,10 @@ impl Worker {
                 return;
             }
         };
+        // A publisher's burst arrives as one message (split again in `read_direct`).
+        if let Err(e) = super::io::set_udp_gro(&sock, true) {
+            tracing::debug!(worker = self.id, error = %e, "no UDP GRO on a direct socket");
+        }
         let mut sock = mio::net::UdpSocket::from_std(sock);
         let token = Token(self.next_direct);
         self.next_direct += 1;
@@ -530,12 +539,22 @@ impl Worker {
             let Some(d) = self.direct.get_mut(&token) else {
                 break;
             };
-            match d.sock.recv(&mut buf) {
-                Ok(n) => {
+            match super::io::recv_gro(d.sock.as_raw_fd(), &mut buf) {
+                Ok(None) => {
+                    read += 1;
+                    self.stats.dropped(DropReason::Oversized);
+                }
+                Ok(Some((n, seg))) => {
                     d.last_rx = now;
                     read += 1;
-                    self.media
-                        .handle_receive(Protocol::Udp, source, advertised, &buf[..n], now);
+                    let datagrams = super::io::gro_datagrams(&buf[..n], seg);
+                    if seg.is_some() {
+                        self.stats.recv_coalesced(datagrams.len());
+                    }
+                    for bytes in datagrams {
+                        self.media
+                            .handle_receive(Protocol::Udp, source, advertised, bytes, now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
