@@ -213,7 +213,9 @@ impl RecvBatch {
     /// The batch's own bytes for message slot `slot` of `stride` bytes.
     fn slot_ptr(&mut self, slot: usize, stride: usize) -> Option<*mut u8> {
         let start = slot.checked_mul(stride)?;
-        self.buf.get_mut(start..start + stride).map(|s| s.as_mut_ptr())
+        self.buf
+            .get_mut(start..start + stride)
+            .map(|s| s.as_mut_ptr())
     }
 
     /// Adds one received message (`len` bytes at `at`), split into its datagrams when GRO
@@ -1788,7 +1790,10 @@ mod tests {
         );
         // And it keeps receiving afterwards.
         peer.send_to(b"after", a0).expect("send");
-        assert_eq!(receive(&mut io, &mut batch, 1), vec![(0, me, b"after".to_vec())]);
+        assert_eq!(
+            receive(&mut io, &mut batch, 1),
+            vec![(0, me, b"after".to_vec())]
+        );
     }
 
     /// A datagram larger than a slot is dropped (as on the other paths) without ending

@@ -302,3 +302,93 @@ fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
     }
     panic!("no client port hashed to the non-owner worker in 16 attempts");
 }
+
+/// The direct path receives with GRO too: a publisher whose flow was handed over and then
+/// served by its owner's connected socket sends coalesced video bursts; the owner splits
+/// them (the viewer decodes whole frames) and none of them reach the other worker.
+#[test]
+fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
+    let mut server = Server::start(2);
+    let handovers = |s: &Server| s.pool.counters().iter().map(|c| c.handovers).sum::<u64>();
+    let direct = |s: &Server| s.pool.counters()[1].direct_flows;
+    // Only the publisher uses UDP (the viewer ICE-TCP), so an open direct socket is its.
+    for attempt in 0..16 {
+        let before = handovers(&server);
+        let call = format!("call{attempt}");
+        let mut a = Client::new(&server, 1, &format!("sA{attempt}"), &call, false);
+        a.send_with_gso();
+        let mut b = Client::new(&server, 1, &format!("sB{attempt}"), &call, true);
+        assert!(run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(20),
+            &[true, true],
+            |cs| cs.iter().all(|c| c.total_received() >= 10)
+        ));
+        // The direct socket opens only when the publisher's port hashed to worker 0.
+        let mut opened = false;
+        for _ in 0..10 {
+            if handovers(&server) > before && direct(&server) >= 1 {
+                opened = true;
+                break;
+            }
+            run_until(
+                &mut server,
+                &mut [&mut a, &mut b],
+                Duration::from_millis(100),
+                &[true, true],
+                |_| false,
+            );
+        }
+        if !opened {
+            continue;
+        }
+        // Datagrams queued before the connect may still be handed over: settle first.
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_millis(500),
+            &[true, true],
+            |_| false,
+        );
+        let before: Vec<u64> = server
+            .pool
+            .counters()
+            .iter()
+            .map(|c| c.recv_coalesced)
+            .collect();
+        a.start_screen_with(&mut server, true);
+        assert!(
+            run_until(
+                &mut server,
+                &mut [&mut a, &mut b],
+                Duration::from_secs(10),
+                &[false, false],
+                |cs| cs[1].video_frames.values().sum::<usize>() >= 20
+            ),
+            "viewer gets the screen: {:?}",
+            b.video_frames
+        );
+        for (mid, frames) in &b.video_frames {
+            let bytes = b.video_bytes[mid];
+            assert!(
+                bytes == frames * 3_000 || bytes == frames * 15_000,
+                "whole frames on {mid}: {frames} frames, {bytes} bytes"
+            );
+        }
+        let c = server.pool.counters();
+        // 20 frames of at least 3 packets each (`l`), coalesced per frame.
+        assert!(
+            c[1].recv_coalesced >= before[1] + 40,
+            "the owner got the bursts coalesced: {} -> {}",
+            before[1],
+            c[1].recv_coalesced
+        );
+        assert_eq!(
+            c[0].recv_coalesced, before[0],
+            "none went by the other worker"
+        );
+        return;
+    }
+    panic!("the publisher's port never hashed to the non-owner worker in 16 attempts");
+}

@@ -1030,3 +1030,49 @@ fn a_client_that_goes_silent_is_closed_as_failed_and_the_others_carry_on() {
     assert!(a.closed.is_none(), "the talking client is kept");
     assert_eq!(server.pool.counters()[0].sessions, 1);
 }
+
+/// Bursts that reach rtcd coalesced (UDP GRO: a publisher behind a GSO-capable sender or a
+/// NIC that coalesces a frame's packets) are split again: the viewer decodes every frame
+/// of both simulcast layers' sizes whole, and the coalesced datagrams are counted.
+#[test]
+fn a_publishers_bursts_arriving_coalesced_are_split_and_forwarded_whole() {
+    let mut server = Server::start(1);
+    let mut a = Client::new(&server, 0, "sessA", "call1", false);
+    a.send_with_gso();
+    let mut b = Client::new(&server, 0, "sessB", "call1", false);
+    assert!(run_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(20),
+        &[true, true],
+        |cs| cs.iter().all(|c| c.total_received() >= 5)
+    ));
+    a.start_screen_with(&mut server, true);
+    assert!(
+        run_until(
+            &mut server,
+            &mut [&mut a, &mut b],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| cs[1].video_frames.values().sum::<usize>() >= 20
+        ),
+        "viewer gets the screen: {:?}",
+        b.video_frames
+    );
+    // Every frame the viewer decoded is whole: each m-line carries one layer, whose
+    // frames are 3 000 (`l`) or 15 000 (`h`) bytes.
+    for (mid, frames) in &b.video_frames {
+        let bytes = b.video_bytes[mid];
+        assert!(
+            bytes == frames * 3_000 || bytes == frames * 15_000,
+            "whole frames on {mid}: {frames} frames, {bytes} bytes"
+        );
+    }
+    let coalesced: u64 = server
+        .pool
+        .counters()
+        .iter()
+        .map(|c| c.recv_coalesced)
+        .sum();
+    assert!(coalesced > 0, "the bursts arrived coalesced");
+}

@@ -213,6 +213,9 @@ pub struct Client {
     pub video_bytes: HashMap<Mid, usize>,
     /// The `a=setup` values of every answer rtcd sent to our offers.
     pub answer_setups: Vec<String>,
+    /// Sends UDP through rtcd's portable backend with GSO: what one `drain` produces for
+    /// the server leaves in coalesced bursts (see [`Client::send_with_gso`]).
+    pub gso: Option<Box<dyn rtcd::data::io::UdpIo>>,
 }
 
 impl Client {
@@ -306,6 +309,7 @@ impl Client {
             video_frames: HashMap::new(),
             video_bytes: HashMap::new(),
             answer_setups: Vec::new(),
+            gso: None,
         }
     }
 
@@ -432,6 +436,11 @@ impl Client {
             return;
         }
         match &mut self.transport {
+            Transport::Udp(_) if self.gso.is_some() => {
+                if let Some(io) = self.gso.as_mut() {
+                    io.send(0, self.server, bytes.to_vec());
+                }
+            }
             Transport::Udp(s) => {
                 let _ = s.send_to(bytes, self.server);
             }
@@ -448,7 +457,12 @@ impl Client {
     pub fn drain(&mut self, now: Instant) {
         loop {
             match self.rtc.poll_output().unwrap() {
-                Output::Timeout(_) => return,
+                Output::Timeout(_) => {
+                    if let Some(io) = self.gso.as_mut() {
+                        io.flush();
+                    }
+                    return;
+                }
                 Output::Transmit(t) => self.send(&t.contents),
                 Output::Event(e) => self.on_event(e, now),
             }
@@ -611,6 +625,25 @@ impl Client {
             "answer to the screen offer"
         );
         me[0].dc_write(true, &[0x08]);
+    }
+
+    /// From now on, UDP datagrams go out with GSO: consecutive same-size datagrams (a
+    /// video frame's packets) leave as one coalesced send, which a GRO socket receives as
+    /// one message. The client still reads its own socket one datagram at a time.
+    pub fn send_with_gso(&mut self) {
+        let Transport::Udp(s) = &self.transport else {
+            panic!("GSO needs a UDP client");
+        };
+        let mut io = rtcd::data::io::new_backend(
+            rtcd::data::io::IoKind::Portable,
+            vec![s.try_clone().unwrap()],
+        )
+        .unwrap();
+        // GRO is a socket option: the shared socket must keep delivering single datagrams
+        // to `read_transport`.
+        assert!(!io.set_gro(false));
+        io.set_gso(true);
+        self.gso = Some(io);
     }
 
     /// Sends one VP8 "frame" on the screen track.
