@@ -9,7 +9,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -1078,6 +1078,14 @@ pub struct Uring {
     gso: bool,
     /// UDP GRO is on for the sockets (only with GRO-sized provided buffers).
     gro: bool,
+    /// A `SINGLE_ISSUER | DEFER_TASKRUN` ring: completions are posted when we enter.
+    deferred: bool,
+    /// Not yet enabled (created `R_DISABLED`; the first thread to use it enables it and
+    /// submits what was queued, the receives armed at creation).
+    disabled: bool,
+    /// The eventfd a deferred ring signals when completions are queued (the readiness
+    /// source; never read: epoll is edge-triggered and each signal is a new edge).
+    wake: Option<std::os::fd::OwnedFd>,
     /// Tells this backend's held buffers in a [`RecvBatch`] from another backend's.
     id: u64,
     failed: usize,
@@ -1113,9 +1121,41 @@ impl Drop for Uring {
 
 impl Uring {
     fn new(sockets: Vec<UdpSocket>, recv: UringRecv, bufs: u16) -> io::Result<Uring> {
-        // Completions are delivered as task work, which may interrupt the worker's
-        // epoll_wait with EINTR; the loop just polls again.
-        let ring = io_uring::IoUring::builder().build(URING_ENTRIES)?;
+        // One issuer, completions deferred to our own `io_uring_enter` (6.1+): the kernel
+        // does not interrupt the worker with task work, and completions are run in batches
+        // when we look for them. The ring is created disabled so that the worker thread
+        // that enables it becomes its issuer. Older kernels: a plain ring, whose
+        // completions arrive as task work (which may interrupt epoll_wait with EINTR; the
+        // loop just polls again).
+        let (ring, deferred) = match io_uring::IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_r_disabled()
+            .build(URING_ENTRIES)
+        {
+            Ok(r) => (r, true),
+            Err(e) => {
+                tracing::debug!(error = %e, "io_uring: no DEFER_TASKRUN ring; a plain one");
+                (io_uring::IoUring::builder().build(URING_ENTRIES)?, false)
+            }
+        };
+        // A deferred ring's fd does not turn readable for epoll when completions wait
+        // (measured: a sleeping poll was not woken); the kernel signals a registered
+        // eventfd when the first one is queued, so the worker waits on that instead.
+        let wake = if deferred {
+            // SAFETY: plain syscall; the fd is owned right below.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh fd that nothing else owns.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            ring.submitter().register_eventfd(fd.as_raw_fd())?;
+            Some(fd)
+        } else {
+            None
+        };
         let fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
         if !fds.is_empty() {
             ring.submitter().register_files(&fds)?;
@@ -1158,6 +1198,9 @@ impl Uring {
             pending: Vec::new(),
             gso: true,
             gro: false,
+            deferred,
+            disabled: deferred,
+            wake,
             id: NEXT_URING_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             failed: 0,
             unsubmitted: false,
@@ -1170,7 +1213,9 @@ impl Uring {
         } else {
             u.arm_single_shot()?;
         }
-        u.ring.submit()?;
+        if !u.disabled {
+            u.ring.submit()?;
+        }
         Ok(u)
     }
 
@@ -1202,6 +1247,22 @@ impl Uring {
         .build()
         .user_data(TAG_MULTI | sock as u64);
         self.push_sqe(&e)
+    }
+
+    /// Enables a ring created disabled, on the calling thread (which becomes its only
+    /// issuer), and submits what was queued.
+    fn enable(&mut self) {
+        if !self.disabled {
+            return;
+        }
+        self.disabled = false;
+        if let Err(e) = self.ring.submitter().register_enable_rings() {
+            tracing::warn!(error = %e, "io_uring: cannot enable the ring");
+        }
+        if let Err(e) = self.ring.submit() {
+            tracing::warn!(error = %e, "io_uring: cannot arm the receives");
+        }
+        self.unsubmitted = false;
     }
 
     fn push_sqe(&mut self, e: &io_uring::squeue::Entry) -> io::Result<()> {
@@ -1275,15 +1336,24 @@ impl UdpIo for Uring {
     }
 
     fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
-        registry.register(
-            &mut SourceFd(&self.ring.as_raw_fd()),
-            Token(base),
-            Interest::READABLE,
-        )
+        let fd = match &self.wake {
+            Some(w) => w.as_raw_fd(),
+            None => self.ring.as_raw_fd(),
+        };
+        registry.register(&mut SourceFd(&fd), Token(base), Interest::READABLE)
     }
 
     fn recv(&mut self, batch: &mut RecvBatch) -> bool {
         batch.clear();
+        self.enable();
+        // Deferred completions are posted by an enter that asks for events (the crate's
+        // submit does when the kernel flags pending task work).
+        if self.deferred && self.ring.submission().taskrun() {
+            if let Err(e) = self.ring.submit() {
+                tracing::debug!(error = %e, "io_uring: running deferred completions failed");
+            }
+            self.unsubmitted = false;
+        }
         match self.multi.as_mut() {
             Some(m) => m.take_back(self.id, batch),
             None => batch.held.clear(),
@@ -1362,6 +1432,7 @@ impl UdpIo for Uring {
     }
 
     fn flush(&mut self) -> usize {
+        self.enable();
         self.submit_pending();
         if self.unsubmitted {
             if let Err(e) = self.ring.submit() {
@@ -1612,7 +1683,7 @@ mod tests {
         });
         let mut got = Vec::new();
         for _ in 0..50 {
-            let interrupted = match poll.poll(&mut events, Some(std::time::Duration::from_secs(30)))
+            let interrupted = match poll.poll(&mut events, Some(std::time::Duration::from_secs(10)))
             {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
                 r => {
@@ -1620,15 +1691,14 @@ mod tests {
                     false
                 }
             };
+            let woken = interrupted || !events.is_empty();
             io.recv(&mut batch);
+            // Readiness, not the poll's timeout, must have ended the wait.
+            assert!(woken, "poll timed out: the datagram did not wake it");
             if let Some((_, b)) = batch.get(0) {
                 got.extend_from_slice(b);
                 break;
             }
-            assert!(
-                interrupted || !events.is_empty(),
-                "poll returned without readiness: not woken"
-            );
         }
         sender.join().expect("sender");
         assert_eq!(got, b"wake");
