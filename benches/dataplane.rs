@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rtcd::data::io::{self, IoChoice, IoKind, RecvBatch, UringRecv};
+use rtcd::data::io::{self, IoChoice, IoKind, RecvBatch, UringRecv, UringSend};
 use rtcd::data::media::Forwarded;
 use rtcd::data::worker::Handover;
 
@@ -21,6 +21,8 @@ const BURST: usize = 64;
 enum Build {
     Portable,
     Uring(UringRecv),
+    /// Multishot receive, zero-copy sends from registered buffers.
+    UringZeroCopy,
 }
 
 fn backend(build: Build) -> (Box<dyn io::UdpIo>, SocketAddr) {
@@ -30,6 +32,9 @@ fn backend(build: Build) -> (Box<dyn io::UdpIo>, SocketAddr) {
     let io = match build {
         Build::Portable => io::new_backend(IoKind::Portable, vec![s]),
         Build::Uring(recv) => io::new_uring(vec![s], recv),
+        Build::UringZeroCopy => {
+            io::new_uring_with(vec![s], UringRecv::Multishot, UringSend::ZeroCopyFixed)
+        }
     };
     (io.expect("backend"), addr)
 }
@@ -53,6 +58,24 @@ fn udp_backends(c: &mut Criterion) {
         variants.push(("io_uring_multishot", multi, false, false));
         variants.push(("io_uring_multishot+gso", multi, true, false));
         variants.push(("io_uring_multishot+gso+gro", multi, true, true));
+        variants.push((
+            "io_uring_multishot+zc_fixed",
+            Build::UringZeroCopy,
+            false,
+            false,
+        ));
+        variants.push((
+            "io_uring_multishot+gso+zc_fixed",
+            Build::UringZeroCopy,
+            true,
+            false,
+        ));
+        variants.push((
+            "io_uring_multishot+gso+gro+zc_fixed",
+            Build::UringZeroCopy,
+            true,
+            true,
+        ));
     }
     for (name, build, gso, gro) in variants {
         let (mut tx, _) = backend(build);

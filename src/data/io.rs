@@ -416,10 +416,36 @@ pub enum UringRecv {
 
 /// An io_uring backend with an explicit receive path (`new_backend` picks `Multishot`).
 pub fn new_uring(sockets: Vec<UdpSocket>, recv: UringRecv) -> io::Result<Box<dyn UdpIo>> {
+    new_uring_with(sockets, recv, UringSend::Copy)
+}
+
+/// How the io_uring backend sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UringSend {
+    /// `SendMsg` from the packets' own buffers; the kernel copies (the default).
+    Copy,
+    /// `SendMsgZc` from registered (fixed) buffers (kernel 6.15+ for fixed buffers with
+    /// `SENDMSG_ZC`): the packets are copied into a registered buffer, the kernel sends
+    /// without copying again. Measured slower here (README "Data plane": loopback and
+    /// veth copy anyway, and each send costs a notification), so only for comparison in
+    /// `benches/dataplane.rs`; runs without a free buffer fall back to `Copy`.
+    ZeroCopyFixed,
+}
+
+/// An io_uring backend with explicit receive and send paths.
+pub fn new_uring_with(
+    sockets: Vec<UdpSocket>,
+    recv: UringRecv,
+    send: UringSend,
+) -> io::Result<Box<dyn UdpIo>> {
     for s in &sockets {
         s.set_nonblocking(true)?;
     }
-    Ok(Box::new(Uring::new(sockets, recv, URING_BUFS)?))
+    let mut u = Uring::new(sockets, recv, URING_BUFS)?;
+    if send == UringSend::ZeroCopyFixed {
+        u.register_fixed(URING_FIXED_BUFS)?;
+    }
+    Ok(Box::new(u))
 }
 
 // ------------------------------------------------------------------ sockaddr helpers
@@ -849,6 +875,39 @@ struct SendSlot {
     /// One UDP_SEGMENT cmsg; u64 for alignment.
     cmsg: [u64; 4],
     msg: libc::msghdr,
+    /// The registered buffer a zero-copy send reads from (freed at its notification).
+    fixed: Option<u16>,
+}
+
+/// Registered (fixed) send buffers for zero-copy sends ([`UringSend::ZeroCopyFixed`]):
+/// one registered region of `count` × [`GRO_SLOT`] bytes. A send's datagrams are copied
+/// into a free buffer (str0m hands us one `Vec` per packet), sent with `SendMsgZc`, and the
+/// buffer is reused after the kernel's notification that it no longer reads it.
+struct FixedBufs {
+    base: *mut u8,
+    free: Vec<u16>,
+}
+
+/// Fixed send buffers per backend on the zero-copy path (2 MiB, within the default 8 MiB
+/// `RLIMIT_MEMLOCK` that registered buffers count against).
+const URING_FIXED_BUFS: u16 = 32;
+
+/// Frees send slot `idx` of `sends` (and its registered buffer, back to `fixed`).
+#[allow(clippy::vec_box)]
+fn release_send(
+    sends: &mut [Box<SendSlot>],
+    free_sends: &mut Vec<usize>,
+    fixed: &mut Option<FixedBufs>,
+    idx: usize,
+) {
+    let Some(s) = sends.get_mut(idx) else {
+        return;
+    };
+    s.data.clear();
+    if let (Some(b), Some(f)) = (s.fixed.take(), fixed.as_mut()) {
+        f.free.push(b);
+    }
+    free_sends.push(idx);
 }
 
 /// A provided buffer ring (kernel 5.19+): `count` buffers of `size` bytes that the
@@ -1088,6 +1147,10 @@ pub struct Uring {
     wake: Option<std::os::fd::OwnedFd>,
     /// Tells this backend's held buffers in a [`RecvBatch`] from another backend's.
     id: u64,
+    /// Registered send buffers ([`UringSend::ZeroCopyFixed`]).
+    fixed: Option<FixedBufs>,
+    /// Sends that went zero-copy from a registered buffer.
+    zero_copy_sends: u64,
     failed: usize,
     unsubmitted: bool,
 }
@@ -1202,6 +1265,8 @@ impl Uring {
             disabled: deferred,
             wake,
             id: NEXT_URING_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            fixed: None,
+            zero_copy_sends: 0,
             failed: 0,
             unsubmitted: false,
         };
@@ -1382,6 +1447,12 @@ impl UdpIo for Uring {
                     rearm.push(idx);
                 } else {
                     let idx = ud as usize;
+                    let flags = cqe.flags();
+                    if io_uring::cqueue::notif(flags) {
+                        // A zero-copy send's buffer is no longer read by the kernel.
+                        release_send(&mut self.sends, &mut self.free_sends, &mut self.fixed, idx);
+                        continue;
+                    }
                     if let Some(s) = self.sends.get_mut(idx) {
                         if res < 0 {
                             self.failed += s.data.len();
@@ -1396,8 +1467,15 @@ impl UdpIo for Uring {
                                 self.gso = false;
                             }
                         }
-                        s.data.clear();
-                        self.free_sends.push(idx);
+                        // A zero-copy send with a notification to come keeps its slot.
+                        if !(s.fixed.is_some() && io_uring::cqueue::more(flags)) {
+                            release_send(
+                                &mut self.sends,
+                                &mut self.free_sends,
+                                &mut self.fixed,
+                                idx,
+                            );
+                        }
                     }
                 }
                 if batch.full() {
@@ -1515,19 +1593,78 @@ impl Uring {
                 set_gso_segment(&mut s.msg, &mut s.cmsg, seg);
             }
             let n = s.data.len();
-            let e = io_uring::opcode::SendMsg::new(io_uring::types::Fixed(sock as u32), &s.msg)
-                .build()
-                .user_data(idx as u64);
+            let msg: *const libc::msghdr = &s.msg;
+            let e = match self.stage_fixed(idx) {
+                Some(b) => {
+                    self.zero_copy_sends += 1;
+                    io_uring::opcode::SendMsgZc::new(io_uring::types::Fixed(sock as u32), msg)
+                        .buf_index(Some(b))
+                        .build()
+                }
+                None => {
+                    io_uring::opcode::SendMsg::new(io_uring::types::Fixed(sock as u32), msg).build()
+                }
+            }
+            .user_data(idx as u64);
             if self.push_sqe(&e).is_err() {
                 self.failed += n;
-                if let Some(s) = self.sends.get_mut(idx) {
-                    s.data.clear();
-                }
-                self.free_sends.push(idx);
+                self.release_send(idx);
             }
         }
         pending.clear();
         self.pending = pending;
+    }
+
+    /// Frees send slot `idx` (and its registered buffer).
+    fn release_send(&mut self, idx: usize) {
+        release_send(&mut self.sends, &mut self.free_sends, &mut self.fixed, idx);
+    }
+
+    /// Registers `count` fixed send buffers of [`GRO_SLOT`] bytes.
+    fn register_fixed(&mut self, count: u16) -> io::Result<()> {
+        // Never freed: the kernel may read a buffer until a cancelled send's notification,
+        // which can come after the ring is gone (one allocation per backend).
+        let base = Box::leak(vec![0u8; count as usize * GRO_SLOT].into_boxed_slice()).as_mut_ptr();
+        let iovs: Vec<libc::iovec> = (0..count as usize)
+            .map(|i| libc::iovec {
+                // SAFETY: inside the allocation above.
+                iov_base: unsafe { base.add(i * GRO_SLOT) } as *mut libc::c_void,
+                iov_len: GRO_SLOT,
+            })
+            .collect();
+        // SAFETY: the buffers stay allocated for as long as the ring can use them.
+        unsafe { self.ring.submitter().register_buffers(&iovs) }?;
+        self.fixed = Some(FixedBufs {
+            base,
+            free: (0..count).rev().collect(),
+        });
+        Ok(())
+    }
+
+    /// Copies slot `idx`'s datagrams into a free registered buffer and points its iovecs
+    /// there. Returns the buffer, or `None` (no free one: send from the packets).
+    fn stage_fixed(&mut self, idx: usize) -> Option<u16> {
+        let f = self.fixed.as_mut()?;
+        let s = self.sends.get_mut(idx)?;
+        let total: usize = s.data.iter().map(|d| d.len()).sum();
+        if total > GRO_SLOT {
+            return None;
+        }
+        let b = f.free.pop()?;
+        // SAFETY: buffer `b` is free (the kernel no longer reads it) and GRO_SLOT long.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(f.base.add(b as usize * GRO_SLOT), GRO_SLOT) };
+        let mut off = 0;
+        for (i, d) in s.data.iter().enumerate() {
+            dst[off..off + d.len()].copy_from_slice(d);
+            s.iovs[i] = libc::iovec {
+                iov_base: dst[off..].as_mut_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+            off += d.len();
+        }
+        s.fixed = Some(b);
+        Some(b)
     }
 
     fn take_send_slot(&mut self) -> usize {
@@ -1543,6 +1680,7 @@ impl Uring {
             cmsg: [0; 4],
             // SAFETY: as above.
             msg: unsafe { zeroed() },
+            fixed: None,
         }));
         self.sends.len() - 1
     }
@@ -1603,7 +1741,11 @@ mod tests {
     /// Bursts to one destination (coalesced by GSO on the portable backend) mixed with
     /// other sizes and destinations arrive as the original datagrams, in order.
     fn mixed_bursts(kind: IoKind, gso: bool) {
-        let (mut io, addr, peer) = pair(kind);
+        let (io, addr, peer) = pair(kind);
+        mixed_bursts_from(io, addr, peer, gso);
+    }
+
+    fn mixed_bursts_from(mut io: Box<dyn UdpIo>, addr: SocketAddr, peer: UdpSocket, gso: bool) {
         io.set_gso(gso);
         let other = UdpSocket::bind("127.0.0.1:0").expect("bind");
         other
@@ -1653,6 +1795,55 @@ mod tests {
             }
             Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
         }
+    }
+
+    /// The zero-copy send path from registered buffers (kept for comparison) sends the
+    /// same datagrams, coalesced or not, and reuses its buffers after the notifications.
+    #[test]
+    fn io_uring_zero_copy_sends_from_registered_buffers_arrive_as_the_original_datagrams() {
+        if let Err(e) = resolve(IoChoice::IoUring) {
+            eprintln!("skipped: io_uring unavailable here: {e}");
+            return;
+        }
+        for gso in [true, false] {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let addr = s.local_addr().expect("addr");
+            let io = match new_uring_with(vec![s], UringRecv::Multishot, UringSend::ZeroCopyFixed) {
+                Ok(io) => io,
+                Err(e) => {
+                    eprintln!("skipped: no registered buffers here: {e}");
+                    return;
+                }
+            };
+            let peer = UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            mixed_bursts_from(io, addr, peer, gso);
+        }
+        // More sends than registered buffers: each is handed back after its notification.
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut io = Uring::new(vec![s], UringRecv::Multishot, URING_BUFS).expect("backend");
+        io.register_fixed(URING_FIXED_BUFS).expect("fixed buffers");
+        let peer = UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+        let _ = socket2::SockRef::from(&peer).set_recv_buffer_size(4 << 20);
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let me = peer.local_addr().expect("addr");
+        let mut batch = RecvBatch::default();
+        let mut buf = [0u8; 2048];
+        for round in 0..4 * URING_FIXED_BUFS as usize {
+            io.send(0, me, vec![round as u8; 200]);
+            assert_eq!(io.flush(), 0);
+            let (n, _) = peer.recv_from(&mut buf).expect("datagram");
+            assert_eq!((n, buf[0]), (200, round as u8));
+            io.recv(&mut batch); // reaps the completion and the notification
+        }
+        assert_eq!(
+            io.zero_copy_sends,
+            4 * URING_FIXED_BUFS as u64,
+            "every send went zero-copy: buffers came back"
+        );
     }
 
     #[test]
