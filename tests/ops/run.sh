@@ -484,7 +484,7 @@ EOF
 
 shell_scripts_are_shellcheck_clean() {
   command -v shellcheck >/dev/null || skip "shellcheck not installed (apt-get install shellcheck)"
-  shellcheck scripts/install.sh scripts/test.sh scripts/deps.sh tuning/tune.sh tuning/irq-affinity.sh tests/ops/run.sh
+  shellcheck scripts/install.sh scripts/test.sh scripts/deps.sh scripts/ab.sh tuning/tune.sh tuning/irq-affinity.sh tests/ops/run.sh
 }
 
 for t in \
