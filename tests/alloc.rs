@@ -63,12 +63,11 @@ fn forwarding_allocations_per_packet_stay_within_the_known_cost() {
     ));
     let tx0 = server.pool_counters_tx();
     let allocs0 = ALLOCS.load(Ordering::Relaxed);
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b, &mut c],
         Duration::from_secs(3),
         &[true, false, false],
-        |_| false,
     );
     let forwarded = server.pool_counters_tx() - tx0;
     let allocs = ALLOCS.load(Ordering::Relaxed) - allocs0;

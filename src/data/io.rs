@@ -1495,7 +1495,10 @@ impl UdpIo for Uring {
             let _ = self.ring.submit();
             self.unsubmitted = false;
         }
-        more
+        // Completion work the kernel queued meanwhile (or left over: it runs a bounded
+        // number of items per enter) signals the eventfd only when its list was empty;
+        // come back this turn rather than sleep on it.
+        more || (self.deferred && self.ring.submission().taskrun())
     }
 
     fn send(&mut self, sock: usize, dest: SocketAddr, data: Vec<u8>) {

@@ -65,13 +65,7 @@ fn a_screen_shared_on_one_worker_reaches_a_viewer_on_the_other_with_a_keyframe()
     let mut server = Server::start(2);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 1, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| cs.iter().all(|c| c.total_received() >= 5)
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen(&mut server);
     assert!(
         run_until(
@@ -144,20 +138,18 @@ fn a_publisher_leaving_one_worker_stops_its_audio_on_the_other() {
         |cs| cs[0].closed.is_some()
     ));
     assert_eq!(a.closed, Some(CloseReason::Leave));
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_millis(300),
         &[true, false],
-        |_| false,
     );
     let before = b.total_received();
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[true, false],
-        |_| false,
     );
     assert_eq!(b.total_received(), before, "the leaver's audio stops");
 }
@@ -167,13 +159,7 @@ fn a_late_joiner_on_another_worker_receives_tracks_published_before_it_joined() 
     let mut server = Server::start(2);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| cs.iter().all(|c| c.total_received() >= 10)
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 10);
     // Worker 1 has never hosted this call; it learnt a's and b's tracks all the same.
     let mut c = Client::new(&server, 1, "sessC", "call1", false);
     assert!(
@@ -216,12 +202,11 @@ fn one_sharer_per_call_holds_across_workers() {
     ));
     // b, on the other worker, tries to share too: refused there as well.
     b.start_screen(&mut server);
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b, &mut c],
         Duration::from_secs(2),
         &[false, false, false],
-        |_| false,
     );
     for maps in &c.media_maps {
         assert!(
@@ -248,25 +233,18 @@ fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
         let call = format!("call{attempt}");
         let mut a = Client::new(&server, 1, &format!("sA{attempt}"), &call, false);
         let mut b = Client::new(&server, 1, &format!("sB{attempt}"), &call, false);
-        assert!(run_until(
-            &mut server,
-            &mut [&mut a, &mut b],
-            Duration::from_secs(20),
-            &[true, true],
-            |cs| cs.iter().all(|c| c.total_received() >= 10)
-        ));
+        connect_all(&mut server, &mut [&mut a, &mut b], 10);
         if handovers(&server) == before {
             continue; // both flows hashed to the owner: try other ports
         }
         // The handed-over flow gets its connected socket.
         let mut opened = false;
         for _ in 0..20 {
-            run_until(
+            idle(
                 &mut server,
                 &mut [&mut a, &mut b],
                 Duration::from_millis(100),
                 &[true, true],
-                |_| false,
             );
             if direct(&server) >= 1 {
                 opened = true;
@@ -275,21 +253,19 @@ fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
         }
         assert!(opened, "no direct path opened");
         // Datagrams queued before the connect may still be handed over: settle first.
-        run_until(
+        idle(
             &mut server,
             &mut [&mut a, &mut b],
             Duration::from_millis(500),
             &[true, true],
-            |_| false,
         );
         let h0 = handovers(&server);
         let got = (a.total_received(), b.total_received());
-        run_until(
+        idle(
             &mut server,
             &mut [&mut a, &mut b],
             Duration::from_secs(2),
             &[true, true],
-            |_| false,
         );
         assert!(
             a.total_received() >= got.0 + 50 && b.total_received() >= got.1 + 50,
@@ -318,13 +294,7 @@ fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
         let mut a = Client::new(&server, 1, &format!("sA{attempt}"), &call, false);
         a.send_with_gso();
         let mut b = Client::new(&server, 1, &format!("sB{attempt}"), &call, true);
-        assert!(run_until(
-            &mut server,
-            &mut [&mut a, &mut b],
-            Duration::from_secs(20),
-            &[true, true],
-            |cs| cs.iter().all(|c| c.total_received() >= 10)
-        ));
+        connect_all(&mut server, &mut [&mut a, &mut b], 10);
         // The direct socket opens only when the publisher's port hashed to worker 0.
         let mut opened = false;
         for _ in 0..10 {
@@ -332,24 +302,22 @@ fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
                 opened = true;
                 break;
             }
-            run_until(
+            idle(
                 &mut server,
                 &mut [&mut a, &mut b],
                 Duration::from_millis(100),
                 &[true, true],
-                |_| false,
             );
         }
         if !opened {
             continue;
         }
         // Datagrams queued before the connect may still be handed over: settle first.
-        run_until(
+        idle(
             &mut server,
             &mut [&mut a, &mut b],
             Duration::from_millis(500),
             &[true, true],
-            |_| false,
         );
         let before: Vec<u64> = server
             .pool

@@ -110,20 +110,18 @@ fn mute_stops_forwarding_with_voice_off_and_unmute_resumes() {
         "mute forces VoiceOff"
     );
     // Let in-flight packets land, then check nothing more arrives.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_millis(300),
         &[true, false],
-        |_| false,
     );
     let before = b.total_received();
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[true, false],
-        |_| false,
     );
     assert_eq!(b.total_received(), before, "muted voice is not forwarded");
     server.signal(0, &key, MessageType::Unmute, Vec::new());
@@ -163,20 +161,18 @@ fn leave_closes_the_session_and_others_stop_receiving_it() {
         |cs| cs[0].closed.is_some()
     ));
     assert_eq!(a.closed, Some(CloseReason::Leave));
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_millis(300),
         &[true, false],
-        |_| false,
     );
     let before = b.total_received();
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[true, false],
-        |_| false,
     );
     assert_eq!(b.total_received(), before, "the leaver's audio stops");
 }
@@ -188,13 +184,7 @@ fn two_calls_stay_isolated() {
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
     let mut c = Client::new(&server, 0, "sessC", "call2", false);
     let mut d = Client::new(&server, 0, "sessD", "call2", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b, &mut c, &mut d],
-        Duration::from_secs(20),
-        &[true, true, true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 30) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b, &mut c, &mut d], 30);
     for cl in [&a, &b, &c, &d] {
         assert_eq!(
             cl.received.len(),
@@ -370,13 +360,7 @@ fn screen_share_reaches_viewers_with_a_screen_media_map_and_a_keyframe_request()
     let mut server = Server::start(1);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen(&mut server);
     assert!(
         run_until(
@@ -613,13 +597,7 @@ fn video_keeps_flowing_under_ten_percent_loss_in_both_directions() {
     let mut server = Server::start(1);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen(&mut server);
     assert!(run_until(
         &mut server,
@@ -633,22 +611,20 @@ fn video_keeps_flowing_under_ten_percent_loss_in_both_directions() {
     b.loss_percent = 10;
     let sent0 = a.video_sent;
     let got0: usize = b.video_frames.values().sum();
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(8),
         &[false, false],
-        |_| false,
     );
     a.screen = None; // stop sending, let retransmissions settle
     a.loss_percent = 0;
     b.loss_percent = 0;
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(2),
         &[false, false],
-        |_| false,
     );
     let sent = a.video_sent - sent0;
     let got = b.video_frames.values().sum::<usize>() - got0;
@@ -664,13 +640,7 @@ fn the_server_answers_a_viewers_nacks_with_retransmissions() {
     let mut server = Server::start(1);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen(&mut server);
     assert!(run_until(
         &mut server,
@@ -683,21 +653,19 @@ fn the_server_answers_a_viewers_nacks_with_retransmissions() {
     b.loss_percent = 10;
     let sent0 = a.video_sent;
     let got0: usize = b.video_frames.values().sum();
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(8),
         &[false, false],
-        |_| false,
     );
     a.screen = None;
     b.loss_percent = 0;
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(2),
         &[false, false],
-        |_| false,
     );
     let sent = a.video_sent - sent0;
     let got = b.video_frames.values().sum::<usize>() - got0;
@@ -730,32 +698,29 @@ fn a_client_holding_the_lock_defers_server_offers_until_rtcd_gives_up_after_five
     assert_eq!(a.lock_replies, vec![true]);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
     // b publishes; a's renegotiation must wait for a's lock.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(3),
         &[false, true],
-        |_| false,
     );
     assert!(
         a.media_maps.is_empty(),
         "no server offer while the client holds the lock"
     );
     // After 5 s rtcd drops the waiting action; unlocking later does not bring it back.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(3),
         &[false, true],
-        |_| false,
     );
     a.dc_write(true, &[0x08]);
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[false, true],
-        |_| false,
     );
     assert!(a.media_maps.is_empty(), "the timed-out action was dropped");
     assert_eq!(a.total_received(), 0);
@@ -766,13 +731,7 @@ fn simulcast_screen_share_sends_viewers_only_the_low_layer() {
     let mut server = Server::start(1);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen_with(&mut server, true);
     assert!(
         run_until(
@@ -786,12 +745,11 @@ fn simulcast_screen_share_sends_viewers_only_the_low_layer() {
         b.video_frames
     );
     // Let the high layer be published too, then check the viewer still has one screen track.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[false, false],
-        |_| false,
     );
     assert_eq!(
         b.video_frames.len(),
@@ -900,21 +858,14 @@ fn without_bandwidth_estimation_screen_viewers_stay_on_the_low_layer() {
     );
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen_with(&mut server, true);
     // Past the 10 s the `l` rate monitor needs, where an estimating viewer switches.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(14),
         &[false, false],
-        |_| false,
     );
     assert_eq!(b.video_frames.len(), 1, "{:?}", b.video_bytes);
     let only = *b.video_frames.keys().next().unwrap();
@@ -925,13 +876,7 @@ fn viewer_switches_up(workers: usize, viewer_worker: usize) -> (Server, Client, 
     let mut server = Server::start(workers);
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, viewer_worker, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| { cs.iter().all(|c| c.total_received() >= 5) }
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen_with(&mut server, true);
     assert!(
         run_until(
@@ -962,21 +907,19 @@ fn viewer_switches_up(workers: usize, viewer_worker: usize) -> (Server, Client, 
     let second = received_layer(&b, Layer::High, &[]).unwrap();
     // The `l` m-line was removed by renegotiation: it no longer receives.
     let before = b.video_frames[&first];
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(1),
         &[false, false],
-        |_| false,
     );
     assert_eq!(b.video_frames[&first], before, "`l` no longer forwarded");
     // A good path stays on `h`: no flapping back and forth.
-    run_until(
+    idle(
         &mut server,
         &mut [&mut a, &mut b],
         Duration::from_secs(4),
         &[false, false],
-        |_| false,
     );
     assert_eq!(b.video_frames.len(), 2, "stays on `h`: {:?}", b.video_bytes);
     let screens = b
@@ -1001,22 +944,15 @@ fn a_client_that_goes_silent_is_closed_as_failed_and_the_others_carry_on() {
     );
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| cs.iter().all(|c| c.total_received() >= 10)
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 10);
     // b vanishes without a word; a keeps talking and stays.
     let mut closed = None;
     for _ in 0..20 {
-        run_until(
+        idle(
             &mut server,
             &mut [&mut a],
             Duration::from_millis(500),
             &[true],
-            |_| false,
         );
         closed = server.parked.iter().find_map(|n| match n {
             Notice::Closed { key, reason } if *key == b.key => Some(*reason),
@@ -1040,13 +976,7 @@ fn a_publishers_bursts_arriving_coalesced_are_split_and_forwarded_whole() {
     let mut a = Client::new(&server, 0, "sessA", "call1", false);
     a.send_with_gso();
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
-    assert!(run_until(
-        &mut server,
-        &mut [&mut a, &mut b],
-        Duration::from_secs(20),
-        &[true, true],
-        |cs| cs.iter().all(|c| c.total_received() >= 5)
-    ));
+    connect_all(&mut server, &mut [&mut a, &mut b], 5);
     a.start_screen_with(&mut server, true);
     assert!(
         run_until(

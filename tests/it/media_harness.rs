@@ -746,3 +746,21 @@ pub fn run_until(
     }
     false
 }
+
+/// Drives server notices and clients for `limit`, waiting for nothing (lets media flow, or
+/// lets in-flight packets land before a "nothing more arrives" check).
+pub fn idle(server: &mut Server, clients: &mut [&mut Client], limit: Duration, speaking: &[bool]) {
+    run_until(server, clients, limit, speaking, |_| false);
+}
+
+/// Connects every client with everyone speaking: drives until each received at least `min`
+/// audio packets, failing the test after 20 s.
+pub fn connect_all(server: &mut Server, clients: &mut [&mut Client], min: usize) {
+    let speaking = vec![true; clients.len()];
+    assert!(
+        run_until(server, clients, Duration::from_secs(20), &speaking, |cs| cs
+            .iter()
+            .all(|c| c.total_received() >= min)),
+        "every client hears the others (at least {min} packets each)"
+    );
+}
