@@ -1184,24 +1184,40 @@ impl Drop for Uring {
 
 impl Uring {
     fn new(sockets: Vec<UdpSocket>, recv: UringRecv, bufs: u16) -> io::Result<Uring> {
+        Self::build(sockets, recv, bufs, true)
+    }
+
+    /// `defer`: try a `SINGLE_ISSUER | DEFER_TASKRUN` ring first (false: the plain ring
+    /// older kernels get, kept under test).
+    fn build(
+        sockets: Vec<UdpSocket>,
+        recv: UringRecv,
+        bufs: u16,
+        defer: bool,
+    ) -> io::Result<Uring> {
         // One issuer, completions deferred to our own `io_uring_enter` (6.1+): the kernel
         // does not interrupt the worker with task work, and completions are run in batches
         // when we look for them. The ring is created disabled so that the worker thread
         // that enables it becomes its issuer. Older kernels: a plain ring, whose
         // completions arrive as task work (which may interrupt epoll_wait with EINTR; the
         // loop just polls again).
-        let (ring, deferred) = match io_uring::IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_r_disabled()
-            .build(URING_ENTRIES)
-        {
-            Ok(r) => (r, true),
-            Err(e) => {
-                tracing::debug!(error = %e, "io_uring: no DEFER_TASKRUN ring; a plain one");
-                (io_uring::IoUring::builder().build(URING_ENTRIES)?, false)
-            }
+        let deferred_ring = if defer {
+            io_uring::IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled()
+                .build(URING_ENTRIES)
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "io_uring: no DEFER_TASKRUN ring; a plain one");
+                })
+                .ok()
+        } else {
+            None
+        };
+        let (ring, deferred) = match deferred_ring {
+            Some(r) => (r, true),
+            None => (io_uring::IoUring::builder().build(URING_ENTRIES)?, false),
         };
         // A deferred ring's fd does not turn readable for epoll when completions wait
         // (measured: a sleeping poll was not woken); the kernel signals a registered
@@ -1704,8 +1720,12 @@ mod tests {
     }
 
     fn roundtrip(kind: IoKind) {
-        let (mut io, addr, peer) = pair(kind);
+        let (io, addr, peer) = pair(kind);
         assert_eq!(io.kind(), kind);
+        roundtrip_with(io, addr, peer);
+    }
+
+    fn roundtrip_with(mut io: Box<dyn UdpIo>, addr: SocketAddr, peer: UdpSocket) {
         for i in 0..100u8 {
             peer.send_to(&[i; 100], addr).expect("send");
         }
@@ -1865,7 +1885,11 @@ mod tests {
     /// A datagram arriving while the worker sleeps in epoll must wake it (not wait for the
     /// poll timeout): the registered readiness source fires.
     fn readiness_wakes_a_sleeping_poll(kind: IoKind) {
-        let (mut io, addr, peer) = pair(kind);
+        let (io, addr, peer) = pair(kind);
+        readiness_wakes_with(io, addr, peer);
+    }
+
+    fn readiness_wakes_with(mut io: Box<dyn UdpIo>, addr: SocketAddr, peer: UdpSocket) {
         let mut poll = mio::Poll::new().expect("poll");
         io.register(poll.registry(), 1).expect("register");
         let mut events = mio::Events::with_capacity(8);
@@ -1909,6 +1933,32 @@ mod tests {
             Ok(k) => readiness_wakes_a_sleeping_poll(k),
             Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
         }
+    }
+
+    /// The plain ring that kernels without `DEFER_TASKRUN` get (completions as task work,
+    /// the ring's own fd in epoll) receives, sends and wakes a sleeping poll like the
+    /// deferred one.
+    #[test]
+    fn io_uring_plain_ring_fallback_receives_sends_and_wakes_a_sleeping_worker() {
+        if let Err(e) = resolve(IoChoice::IoUring) {
+            eprintln!("skipped: io_uring unavailable here: {e}");
+            return;
+        }
+        let plain = || {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_nonblocking(true).expect("nonblocking");
+            let addr = s.local_addr().expect("addr");
+            let u = Uring::build(vec![s], UringRecv::Multishot, URING_BUFS, false).expect("ring");
+            assert!(!u.deferred && u.wake.is_none(), "a plain ring");
+            let peer = UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            (Box::new(u) as Box<dyn UdpIo>, addr, peer)
+        };
+        let (io, addr, peer) = plain();
+        roundtrip_with(io, addr, peer);
+        let (io, addr, peer) = plain();
+        readiness_wakes_with(io, addr, peer);
     }
 
     /// The io_uring single-shot path (the fallback where the kernel has no buffer rings).
