@@ -321,6 +321,19 @@ pub fn set_udp_gro(sock: &UdpSocket, on: bool) -> io::Result<()> {
     }
 }
 
+/// Turns UDP GRO on or off on every socket; returns whether it is on. Where a socket
+/// refuses it, all are turned off (partly on would be safe, but one state is simpler).
+fn set_gro_all(sockets: &[UdpSocket], on: bool) -> bool {
+    let ok = sockets.iter().all(|s| set_udp_gro(s, on).is_ok());
+    if on && !ok {
+        for s in sockets {
+            let _ = set_udp_gro(s, false);
+        }
+        tracing::warn!("UDP GRO unavailable; receiving datagrams one by one");
+    }
+    on && ok
+}
+
 /// Receives one message from socket `fd` into `buf` (at least [`GRO_SLOT`] bytes when GRO
 /// is on): its length and GRO segment size, if coalesced; `None` for a message larger
 /// than `buf` (truncated, dropped).
@@ -829,15 +842,7 @@ impl UdpIo for Portable {
     }
 
     fn set_gro(&mut self, on: bool) -> bool {
-        let ok = self.sockets.iter().all(|s| set_udp_gro(s, on).is_ok());
-        if on && !ok {
-            // Partly on is still safe (slots are large), but keep one state: all off.
-            for s in &self.sockets {
-                let _ = set_udp_gro(s, false);
-            }
-            tracing::warn!("UDP GRO unavailable; receiving datagrams one by one");
-        }
-        self.gro = on && ok;
+        self.gro = set_gro_all(&self.sockets, on);
         self.gro
     }
 
@@ -1546,15 +1551,7 @@ impl UdpIo for Uring {
 
     fn set_gro(&mut self, on: bool) -> bool {
         // The provided buffers hold a GRO burst; the single-shot slots do not.
-        let want = on && self.multi.is_some();
-        let ok = self.sockets.iter().all(|s| set_udp_gro(s, want).is_ok());
-        if want && !ok {
-            for s in &self.sockets {
-                let _ = set_udp_gro(s, false);
-            }
-            tracing::warn!("UDP GRO unavailable; receiving datagrams one by one");
-        }
-        self.gro = want && ok;
+        self.gro = set_gro_all(&self.sockets, on && self.multi.is_some());
         self.gro
     }
 
@@ -1709,6 +1706,14 @@ impl Uring {
 mod tests {
     use super::*;
 
+    /// Runs `f` with the io_uring backend kind, or says why it is skipped here.
+    fn on_io_uring(f: impl FnOnce(IoKind)) {
+        match resolve(IoChoice::IoUring) {
+            Ok(k) => f(k),
+            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
+        }
+    }
+
     fn pair(kind: IoKind) -> (Box<dyn UdpIo>, SocketAddr, UdpSocket) {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = s.local_addr().expect("addr");
@@ -1811,13 +1816,10 @@ mod tests {
 
     #[test]
     fn io_uring_gso_bursts_arrive_as_the_original_datagrams() {
-        match resolve(IoChoice::IoUring) {
-            Ok(k) => {
-                mixed_bursts(k, true);
-                mixed_bursts(k, false);
-            }
-            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
-        }
+        on_io_uring(|k| {
+            mixed_bursts(k, true);
+            mixed_bursts(k, false);
+        });
     }
 
     /// The zero-copy send path from registered buffers (kept for comparison) sends the
@@ -1876,10 +1878,7 @@ mod tests {
 
     #[test]
     fn io_uring_backend_receives_and_sends_batches_in_order() {
-        match resolve(IoChoice::IoUring) {
-            Ok(k) => roundtrip(k),
-            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
-        }
+        on_io_uring(roundtrip);
     }
 
     /// A datagram arriving while the worker sleeps in epoll must wake it (not wait for the
@@ -1938,10 +1937,7 @@ mod tests {
 
     #[test]
     fn io_uring_readiness_wakes_a_sleeping_worker() {
-        match resolve(IoChoice::IoUring) {
-            Ok(k) => readiness_wakes_a_sleeping_poll(k),
-            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
-        }
+        on_io_uring(readiness_wakes_a_sleeping_poll);
     }
 
     /// The plain ring that kernels without `DEFER_TASKRUN` get (completions as task work,
@@ -2206,13 +2202,10 @@ mod tests {
 
     #[test]
     fn io_uring_gro_receives_bursts_as_the_original_datagrams() {
-        match resolve(IoChoice::IoUring) {
-            Ok(k) => {
-                gro_bursts(k, true);
-                gro_bursts(k, false);
-            }
-            Err(e) => eprintln!("skipped: io_uring unavailable here: {e}"),
-        }
+        on_io_uring(|k| {
+            gro_bursts(k, true);
+            gro_bursts(k, false);
+        });
     }
 
     /// The direct path's receive: a connected socket with GRO gets a burst as one message

@@ -225,8 +225,6 @@ fn one_sharer_per_call_holds_across_workers() {
 #[test]
 fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
     let mut server = Server::start(2);
-    let handovers = |s: &Server| s.pool.counters().iter().map(|c| c.handovers).sum::<u64>();
-    let direct = |s: &Server| s.pool.counters()[1].direct_flows;
     // The kernel hashes about half of the client ports to worker 0; sessions live on 1.
     for attempt in 0..16 {
         let before = handovers(&server);
@@ -238,26 +236,9 @@ fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
             continue; // both flows hashed to the owner: try other ports
         }
         // The handed-over flow gets its connected socket.
-        let mut opened = false;
-        for _ in 0..20 {
-            idle(
-                &mut server,
-                &mut [&mut a, &mut b],
-                Duration::from_millis(100),
-                &[true, true],
-            );
-            if direct(&server) >= 1 {
-                opened = true;
-                break;
-            }
-        }
-        assert!(opened, "no direct path opened");
-        // Datagrams queued before the connect may still be handed over: settle first.
-        idle(
-            &mut server,
-            &mut [&mut a, &mut b],
-            Duration::from_millis(500),
-            &[true, true],
+        assert!(
+            direct_path_opens(&mut server, &mut [&mut a, &mut b], before, 21),
+            "no direct path opened"
         );
         let h0 = handovers(&server);
         let got = (a.total_received(), b.total_received());
@@ -285,8 +266,6 @@ fn a_flow_landing_on_another_worker_is_handed_over_then_served_directly() {
 #[test]
 fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
     let mut server = Server::start(2);
-    let handovers = |s: &Server| s.pool.counters().iter().map(|c| c.handovers).sum::<u64>();
-    let direct = |s: &Server| s.pool.counters()[1].direct_flows;
     // Only the publisher uses UDP (the viewer ICE-TCP), so an open direct socket is its.
     for attempt in 0..16 {
         let before = handovers(&server);
@@ -296,54 +275,16 @@ fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
         let mut b = Client::new(&server, 1, &format!("sB{attempt}"), &call, true);
         connect_all(&mut server, &mut [&mut a, &mut b], 10);
         // The direct socket opens only when the publisher's port hashed to worker 0.
-        let mut opened = false;
-        for _ in 0..10 {
-            if handovers(&server) > before && direct(&server) >= 1 {
-                opened = true;
-                break;
-            }
-            idle(
-                &mut server,
-                &mut [&mut a, &mut b],
-                Duration::from_millis(100),
-                &[true, true],
-            );
-        }
-        if !opened {
+        if !direct_path_opens(&mut server, &mut [&mut a, &mut b], before, 10) {
             continue;
         }
-        // Datagrams queued before the connect may still be handed over: settle first.
-        idle(
-            &mut server,
-            &mut [&mut a, &mut b],
-            Duration::from_millis(500),
-            &[true, true],
-        );
         let before: Vec<u64> = server
             .pool
             .counters()
             .iter()
             .map(|c| c.recv_coalesced)
             .collect();
-        a.start_screen_with(&mut server, true);
-        assert!(
-            run_until(
-                &mut server,
-                &mut [&mut a, &mut b],
-                Duration::from_secs(10),
-                &[false, false],
-                |cs| cs[1].video_frames.values().sum::<usize>() >= 20
-            ),
-            "viewer gets the screen: {:?}",
-            b.video_frames
-        );
-        for (mid, frames) in &b.video_frames {
-            let bytes = b.video_bytes[mid];
-            assert!(
-                bytes == frames * 3_000 || bytes == frames * 15_000,
-                "whole frames on {mid}: {frames} frames, {bytes} bytes"
-            );
-        }
+        share_simulcast_and_check_whole_frames(&mut server, &mut a, &mut b, 20);
         let c = server.pool.counters();
         // 20 frames of at least 3 packets each (`l`), coalesced per frame.
         assert!(
@@ -359,4 +300,29 @@ fn coalesced_bursts_on_the_direct_path_are_split_and_forwarded_whole() {
         return;
     }
     panic!("the publisher's port never hashed to the non-owner worker in 16 attempts");
+}
+
+/// Handovers so far, over every worker.
+fn handovers(s: &Server) -> u64 {
+    s.pool.counters().iter().map(|c| c.handovers).sum()
+}
+
+/// Drives `clients` (all speaking) for up to `tries` × 100 ms until a flow handed over since
+/// `before` has a direct-path socket on worker 1, then lets datagrams queued before the
+/// connect (which may still be handed over) land for 500 ms. Whether it opened.
+fn direct_path_opens(
+    server: &mut Server,
+    clients: &mut [&mut Client],
+    before: u64,
+    tries: usize,
+) -> bool {
+    let speaking = vec![true; clients.len()];
+    for _ in 0..tries {
+        if handovers(server) > before && server.pool.counters()[1].direct_flows >= 1 {
+            idle(server, clients, Duration::from_millis(500), &speaking);
+            return true;
+        }
+        idle(server, clients, Duration::from_millis(100), &speaking);
+    }
+    false
 }

@@ -977,27 +977,7 @@ fn a_publishers_bursts_arriving_coalesced_are_split_and_forwarded_whole() {
     a.send_with_gso();
     let mut b = Client::new(&server, 0, "sessB", "call1", false);
     connect_all(&mut server, &mut [&mut a, &mut b], 5);
-    a.start_screen_with(&mut server, true);
-    assert!(
-        run_until(
-            &mut server,
-            &mut [&mut a, &mut b],
-            Duration::from_secs(10),
-            &[false, false],
-            |cs| cs[1].video_frames.values().sum::<usize>() >= 20
-        ),
-        "viewer gets the screen: {:?}",
-        b.video_frames
-    );
-    // Every frame the viewer decoded is whole: each m-line carries one layer, whose
-    // frames are 3 000 (`l`) or 15 000 (`h`) bytes.
-    for (mid, frames) in &b.video_frames {
-        let bytes = b.video_bytes[mid];
-        assert!(
-            bytes == frames * 3_000 || bytes == frames * 15_000,
-            "whole frames on {mid}: {frames} frames, {bytes} bytes"
-        );
-    }
+    share_simulcast_and_check_whole_frames(&mut server, &mut a, &mut b, 20);
     let coalesced: u64 = server
         .pool
         .counters()

@@ -764,3 +764,33 @@ pub fn connect_all(server: &mut Server, clients: &mut [&mut Client], min: usize)
         "every client hears the others (at least {min} packets each)"
     );
 }
+
+/// Starts `sharer`'s simulcast screen share and drives until `viewer` decoded `min` frames
+/// (at most 10 s); then every m-line of the viewer must hold only whole frames of one layer:
+/// 3 000 bytes (`l`) or 15 000 bytes (`h`).
+pub fn share_simulcast_and_check_whole_frames(
+    server: &mut Server,
+    sharer: &mut Client,
+    viewer: &mut Client,
+    min: usize,
+) {
+    sharer.start_screen_with(server, true);
+    assert!(
+        run_until(
+            server,
+            &mut [sharer, viewer],
+            Duration::from_secs(10),
+            &[false, false],
+            |cs| cs[1].video_frames.values().sum::<usize>() >= min
+        ),
+        "viewer gets the screen: {:?}",
+        viewer.video_frames
+    );
+    for (mid, frames) in &viewer.video_frames {
+        let bytes = viewer.video_bytes[mid];
+        assert!(
+            bytes == frames * 3_000 || bytes == frames * 15_000,
+            "whole frames on {mid}: {frames} frames, {bytes} bytes"
+        );
+    }
+}
