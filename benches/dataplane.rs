@@ -123,6 +123,7 @@ fn handover(c: &mut Criterion) {
                 socket: 0,
                 source,
                 bytes: datagram.to_vec(),
+                rx_ns: 0,
             };
             let _ = tx.try_send(h);
             black_box(rx.try_recv().ok())

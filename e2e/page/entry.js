@@ -527,6 +527,14 @@ async function stats() {
                 pliCount: s.pliCount ?? 0,
                 retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
                 keyFramesEncoded: s.keyFramesEncoded ?? 0,
+                // Why the encoder sends less than asked ('cpu' | 'bandwidth' | 'none'), and for
+                // how long each (s): tells a loaded machine from a low send-side estimate.
+                qualityLimitationReason: s.qualityLimitationReason,
+                qualityLimitationDurations: s.qualityLimitationDurations,
+                frameWidth: s.frameWidth,
+                framesPerSecond: s.framesPerSecond,
+                targetBitrate: s.targetBitrate,
+                active: s.active,
             });
         } else if (s.type === 'media-source' && s.kind === 'audio') {
             out.micLevel = {audioLevel: s.audioLevel, totalAudioEnergy: s.totalAudioEnergy, totalSamplesDuration: s.totalSamplesDuration};
@@ -537,6 +545,9 @@ async function stats() {
                 const r = byID.get(pair.remoteCandidateId) || {};
                 out.selectedPair = {
                     state: pair.state,
+                    // The send-side bandwidth estimate (from rtcd's transport-cc feedback).
+                    availableOutgoingBitrate: pair.availableOutgoingBitrate,
+                    currentRoundTripTime: pair.currentRoundTripTime,
                     local: {address: l.address, port: l.port, protocol: l.protocol, type: l.candidateType, tcpType: l.tcpType},
                     remote: {address: r.address, port: r.port, protocol: r.protocol, type: r.candidateType, tcpType: r.tcpType},
                 };

@@ -32,8 +32,15 @@ const URING_BUFS: u16 = 256;
 /// Bytes the kernel writes before a multishot datagram's payload: an
 /// `io_uring_recvmsg_out` header, the source address and the control space.
 const URING_BUF_HEAD: usize = 16 + size_of::<libc::sockaddr_storage>() + URING_CONTROL;
-/// Control space per multishot receive: one `UDP_GRO` control message (an int).
-const URING_CONTROL: usize = 32;
+/// Control space per multishot receive: see [`CONTROL_WORDS`].
+const URING_CONTROL: usize = CONTROL_WORDS * 8;
+/// Control space per received message, in u64s (for alignment): a `UDP_GRO` control
+/// message (an int, 24 bytes with its header) and an `SCM_TIMESTAMPNS` one (a timespec,
+/// 32 bytes).
+const CONTROL_WORDS: usize = 8;
+/// Oldest kernel receive time believed: a timestamp further back than this (a wall-clock
+/// step) counts as this old.
+const MAX_RX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffer group id of the provided buffer ring.
 const URING_BGID: u16 = 0;
 /// Submission queue size.
@@ -105,6 +112,8 @@ pub struct Datagram {
     /// Index of the socket it arrived on.
     pub sock: usize,
     pub source: SocketAddr,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, wall-clock ns; 0: not stamped).
+    pub rx_ns: u64,
     at: At,
     len: usize,
 }
@@ -226,36 +235,32 @@ impl RecvBatch {
         source: SocketAddr,
         at: At,
         len: usize,
-        seg: Option<usize>,
+        control: Control,
     ) {
         self.msgs += 1;
-        let seg = match seg {
-            Some(s) if s > 0 && s < len => s,
-            _ => len,
-        };
-        let parts = len.div_ceil(seg.max(1));
-        if parts > 1 {
-            self.coalesced += parts;
-        }
-        let mut off = 0;
-        while off < len {
-            let n = seg.min(len - off);
+        let (seg, rx_ns) = (control.seg, control.rx_ns.unwrap_or(0));
+        let mut parts = 0;
+        for (off, n) in gro_segments(len, seg) {
+            parts += 1;
             if n > SLOT {
                 self.oversized += 1;
-            } else {
-                let at = match at {
-                    At::Own(o) => At::Own(o + off),
-                    // SAFETY: `off < len`, inside the received bytes.
-                    At::Ring(p) => At::Ring(unsafe { p.add(off) }),
-                };
-                self.items.push(Datagram {
-                    sock,
-                    source,
-                    at,
-                    len: n,
-                });
+                continue;
             }
-            off += n;
+            let at = match at {
+                At::Own(o) => At::Own(o + off),
+                // SAFETY: `off < len`, inside the received bytes.
+                At::Ring(p) => At::Ring(unsafe { p.add(off) }),
+            };
+            self.items.push(Datagram {
+                sock,
+                source,
+                rx_ns,
+                at,
+                len: n,
+            });
+        }
+        if parts > 1 {
+            self.coalesced += parts;
         }
     }
 
@@ -267,15 +272,26 @@ impl RecvBatch {
             return;
         };
         dst.copy_from_slice(&bytes[..len]);
-        self.push_message(sock, source, At::Own(slot * SLOT), len, None);
+        self.push_message(sock, source, At::Own(slot * SLOT), len, Control::default());
     }
 }
 
-/// The GRO segment size in a received message's control data: the `UDP_GRO` control
-/// message the kernel adds when it coalesced datagrams (`None`: one datagram).
-fn gro_segment(control: &[u8]) -> Option<usize> {
+/// What a received message's control data says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Control {
+    /// The GRO segment size: the `UDP_GRO` control message the kernel adds when it
+    /// coalesced datagrams (`None`: one datagram).
+    pub seg: Option<usize>,
+    /// When the kernel received the message (`SCM_TIMESTAMPNS`: wall-clock ns).
+    pub rx_ns: Option<u64>,
+}
+
+/// Reads a received message's control data; malformed or truncated control messages end
+/// the walk (what was read before them stands), unknown ones are skipped.
+pub fn read_control(control: &[u8]) -> Control {
     let hdr = size_of::<libc::cmsghdr>();
     let align = |n: usize| n.div_ceil(size_of::<usize>()) * size_of::<usize>();
+    let mut out = Control::default();
     let mut off = 0;
     while off + hdr <= control.len() {
         // SAFETY: `hdr` bytes at `off` are inside `control`; read unaligned.
@@ -283,22 +299,95 @@ fn gro_segment(control: &[u8]) -> Option<usize> {
             unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
         let clen = c.cmsg_len as usize;
         if clen < hdr || off + clen > control.len() {
-            return None;
+            break;
         }
-        let data = off + align(hdr);
-        if c.cmsg_level == libc::SOL_UDP
-            && c.cmsg_type == UDP_GRO
-            && data + size_of::<libc::c_int>() <= off + clen
-        {
-            // SAFETY: the int lies inside this control message (checked above).
-            let v: libc::c_int = unsafe {
-                std::ptr::read_unaligned(control.as_ptr().add(data) as *const libc::c_int)
-            };
-            return usize::try_from(v).ok().filter(|&s| s > 0);
+        let data = &control[(off + align(hdr)).min(off + clen)..off + clen];
+        match (c.cmsg_level, c.cmsg_type) {
+            (libc::SOL_UDP, UDP_GRO) if data.len() >= size_of::<libc::c_int>() => {
+                // SAFETY: the int lies inside this control message (checked above).
+                let v: libc::c_int =
+                    unsafe { std::ptr::read_unaligned(data.as_ptr() as *const libc::c_int) };
+                out.seg = usize::try_from(v).ok().filter(|&s| s > 0);
+            }
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)
+                if data.len() >= size_of::<libc::timespec>() =>
+            {
+                // SAFETY: the timespec lies inside this control message (checked above).
+                let t: libc::timespec =
+                    unsafe { std::ptr::read_unaligned(data.as_ptr() as *const libc::timespec) };
+                out.rx_ns = u64::try_from(t.tv_sec)
+                    .ok()
+                    .zip(u64::try_from(t.tv_nsec).ok().filter(|&n| n < 1_000_000_000))
+                    .and_then(|(s, n)| s.checked_mul(1_000_000_000)?.checked_add(n))
+                    .filter(|&ns| ns > 0);
+            }
+            _ => {}
         }
         off += align(clen);
     }
-    None
+    out
+}
+
+/// Asks the kernel to stamp every datagram received on `sock` with its arrival time
+/// (`SO_TIMESTAMPNS`), read back from the control data by [`read_control`].
+pub fn set_rx_timestamps(sock: RawFd) -> io::Result<()> {
+    let v: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &v as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The worker's clock and the wall clock read together, to turn the kernel's wall-clock
+/// receive stamps into [`std::time::Instant`]s: what transport-wide congestion control
+/// feedback reports to senders. A datagram that waited in the socket while the worker
+/// was busy or descheduled keeps the time it really arrived, so a sender's bandwidth
+/// probe read in one batch is not seen as arriving all at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RxClock {
+    now: std::time::Instant,
+    real_ns: u64,
+}
+
+impl RxClock {
+    pub fn now() -> RxClock {
+        let now = std::time::Instant::now();
+        let real_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        RxClock { now, real_ns }
+    }
+
+    /// When a datagram stamped `rx_ns` arrived, no earlier than `floor` and no later than
+    /// this clock's reading; `fallback` when it carries no stamp.
+    pub fn arrival(
+        &self,
+        rx_ns: u64,
+        floor: std::time::Instant,
+        fallback: std::time::Instant,
+    ) -> std::time::Instant {
+        if rx_ns == 0 {
+            return fallback;
+        }
+        let age = std::time::Duration::from_nanos(self.real_ns.saturating_sub(rx_ns));
+        let at = self
+            .now
+            .checked_sub(age.min(MAX_RX_AGE))
+            .unwrap_or(self.now);
+        at.max(floor.min(self.now))
+    }
 }
 
 /// Turns UDP GRO on or off on a socket (Linux 5.0+).
@@ -334,15 +423,25 @@ fn set_gro_all(sockets: &[UdpSocket], on: bool) -> bool {
     on && ok
 }
 
+/// Receive timestamps on every socket (see [`RxClock`]); where refused, datagrams are
+/// timed when read.
+fn set_rx_timestamps_all(sockets: &[UdpSocket]) {
+    for s in sockets {
+        if let Err(e) = set_rx_timestamps(s.as_raw_fd()) {
+            tracing::warn!(error = %e, "no kernel receive timestamps; datagrams timed when read");
+        }
+    }
+}
+
 /// Receives one message from socket `fd` into `buf` (at least [`GRO_SLOT`] bytes when GRO
-/// is on): its length and GRO segment size, if coalesced; `None` for a message larger
-/// than `buf` (truncated, dropped).
-pub fn recv_gro(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<usize>)>> {
+/// is on): its length and control data (GRO segment size, receive time); `None` for a
+/// message larger than `buf` (truncated, dropped).
+pub fn recv_gro(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Control)>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let mut cmsg = [0u64; 4];
+    let mut cmsg = [0u64; CONTROL_WORDS];
     // SAFETY: plain old data, zero is valid.
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_iov = &mut iov;
@@ -358,20 +457,27 @@ pub fn recv_gro(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<u
         return Ok(None);
     }
     let control = control_bytes(&cmsg, msg.msg_controllen as usize);
-    Ok(Some((n as usize, gro_segment(control))))
+    Ok(Some((n as usize, read_control(control))))
 }
 
 /// The first `len` bytes of a control buffer.
-fn control_bytes(cmsg: &[u64; 4], len: usize) -> &[u8] {
+fn control_bytes(cmsg: &[u64; CONTROL_WORDS], len: usize) -> &[u8] {
     // SAFETY: u64s viewed as bytes; `len` is clamped to the buffer.
     let all = unsafe { std::slice::from_raw_parts(cmsg.as_ptr() as *const u8, size_of_val(cmsg)) };
     &all[..len.min(all.len())]
 }
 
-/// The datagrams of a message received with GRO (`seg`: its segment size, if coalesced).
-pub fn gro_datagrams(bytes: &[u8], seg: Option<usize>) -> std::slice::Chunks<'_, u8> {
-    let seg = seg.filter(|&s| s > 0).unwrap_or(bytes.len().max(1));
-    bytes.chunks(seg)
+/// The datagrams of a `len`-byte message received with GRO (`seg`: its segment size, if
+/// coalesced), as (offset, length) pairs: every one `seg` bytes but a shorter last one.
+/// Both receive paths split with it; a datagram longer than [`SLOT`] is theirs to drop.
+pub fn gro_segments(len: usize, seg: Option<usize>) -> impl Iterator<Item = (usize, usize)> {
+    let seg = match seg {
+        Some(s) if s > 0 && s < len => s,
+        _ => len.max(1),
+    };
+    (0..len)
+        .step_by(seg)
+        .map(move |off| (off, seg.min(len - off)))
 }
 
 /// A UDP I/O backend over the worker's sockets.
@@ -551,6 +657,7 @@ impl Portable {
             gro: false,
         };
         p.set_gro(true);
+        set_rx_timestamps_all(&p.sockets);
         p
     }
 
@@ -569,8 +676,8 @@ impl Portable {
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        // One UDP_GRO control message (an int) per message; u64 for alignment.
-        let mut cmsgs = [[0u64; 4]; BATCH];
+        // Control space per message (GRO segment size, receive time); u64 for alignment.
+        let mut cmsgs = [[0u64; CONTROL_WORDS]; BATCH];
         for i in 0..want {
             let Some(base) = batch.slot_ptr(start + i, stride) else {
                 return 0;
@@ -584,10 +691,8 @@ impl Portable {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
-            if gro {
-                h.msg_control = cmsgs[i].as_mut_ptr() as *mut libc::c_void;
-                h.msg_controllen = size_of_val(&cmsgs[i]) as _;
-            }
+            h.msg_control = cmsgs[i].as_mut_ptr() as *mut libc::c_void;
+            h.msg_controllen = size_of_val(&cmsgs[i]) as _;
         }
         // SAFETY: msgs/iovs/addrs/cmsgs and the batch buffer outlive the call; `want`
         // entries are initialised and their slots lie inside the batch's buffer.
@@ -616,13 +721,9 @@ impl Portable {
                 batch.oversized += 1;
                 continue;
             }
-            let seg = if gro {
-                gro_segment(control_bytes(&cmsgs[i], h.msg_controllen as usize))
-            } else {
-                None
-            };
+            let control = read_control(control_bytes(&cmsgs[i], h.msg_controllen as usize));
             let len = (msgs[i].msg_len as usize).min(stride);
-            batch.push_message(sock, source, At::Own((start + i) * stride), len, seg);
+            batch.push_message(sock, source, At::Own((start + i) * stride), len, control);
         }
         n
     }
@@ -1059,13 +1160,13 @@ impl Multishot {
                         out.is_name_data_truncated(),
                         sockaddr_from_bytes(out.name_data()),
                     ) {
-                        let seg = if out.is_control_data_truncated() {
-                            None
+                        let control = if out.is_control_data_truncated() {
+                            Control::default()
                         } else {
-                            gro_segment(out.control_data())
+                            read_control(out.control_data())
                         };
                         let p = out.payload_data();
-                        batch.push_message(sock, source, At::Ring(p.as_ptr()), p.len(), seg);
+                        batch.push_message(sock, source, At::Ring(p.as_ptr()), p.len(), control);
                         self.delivered = true;
                         held = true;
                     }
@@ -1240,6 +1341,7 @@ impl Uring {
         } else {
             None
         };
+        set_rx_timestamps_all(&sockets);
         let fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
         if !fds.is_empty() {
             ring.submitter().register_files(&fds)?;
@@ -1432,9 +1534,14 @@ impl UdpIo for Uring {
     fn recv(&mut self, batch: &mut RecvBatch) -> bool {
         batch.clear();
         self.enable();
-        // Deferred completions are posted by an enter that asks for events (the crate's
-        // submit does when the kernel flags pending task work).
-        if self.deferred && self.ring.submission().taskrun() {
+        // Deferred completions (and those the kernel kept in its overflow list when the
+        // completion queue was full) are posted by an enter that asks for events (the
+        // crate's submit does when the kernel flags either).
+        let waiting = {
+            let sq = self.ring.submission();
+            (self.deferred && sq.taskrun()) || sq.cq_overflow()
+        };
+        if waiting {
             if let Err(e) = self.ring.submit() {
                 tracing::debug!(error = %e, "io_uring: running deferred completions failed");
             }
@@ -1518,8 +1625,11 @@ impl UdpIo for Uring {
         }
         // Completion work the kernel queued meanwhile (or left over: it runs a bounded
         // number of items per enter) signals the eventfd only when its list was empty;
-        // come back this turn rather than sleep on it.
+        // completions posted by the enter just above, or held in the kernel's overflow
+        // list, signal nothing new either: come back this turn rather than sleep on them.
         more || (self.deferred && self.ring.submission().taskrun())
+            || self.ring.submission().cq_overflow()
+            || !self.ring.completion().is_empty()
     }
 
     fn send(&mut self, sock: usize, dest: SocketAddr, data: Vec<u8>) {
@@ -2208,6 +2318,52 @@ mod tests {
         });
     }
 
+    /// Every datagram keeps the time the kernel received it, however long it then waited
+    /// in the socket: two sent 60 ms apart and read together are 60 ms apart, and the
+    /// first is as old as it is (what transport-cc feedback must report to the sender).
+    fn receive_times(kind: IoKind) {
+        let (mut io, addr, peer) = pair(kind);
+        let ms = std::time::Duration::from_millis;
+        for i in 0..3u8 {
+            peer.send_to(&[i; 100], addr).expect("send");
+        }
+        std::thread::sleep(ms(60));
+        peer.send_to(&[3; 100], addr).expect("send");
+        let mut batch = RecvBatch::default();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 4 && std::time::Instant::now() < deadline {
+            io.recv(&mut batch);
+            let clock = RxClock::now();
+            for i in 0..batch.len() {
+                let (d, bytes) = batch.get(i).expect("item");
+                assert_ne!(
+                    d.rx_ns, 0,
+                    "datagram {} carries a kernel receive time",
+                    bytes[0]
+                );
+                let at = clock.arrival(d.rx_ns, clock.now - ms(900), clock.now);
+                got.push((bytes[0], at));
+            }
+        }
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        assert!(got[3].1 >= got[2].1 + ms(50), "{got:?}");
+        assert!(got[0].1 + ms(50) <= std::time::Instant::now(), "{got:?}");
+    }
+
+    #[test]
+    fn portable_datagrams_keep_the_time_the_kernel_received_them() {
+        receive_times(IoKind::Portable);
+    }
+
+    #[test]
+    fn io_uring_datagrams_keep_the_time_the_kernel_received_them() {
+        on_io_uring(receive_times);
+    }
+
     /// The direct path's receive: a connected socket with GRO gets a burst as one message
     /// with its segment size, which splits into the original datagrams.
     #[test]
@@ -2217,6 +2373,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
         rx.connect(tx_addr).expect("connect");
         set_udp_gro(&rx, true).expect("UDP_GRO");
+        set_rx_timestamps(rx.as_raw_fd()).expect("SO_TIMESTAMPNS");
         let mut tx = new_backend(IoKind::Portable, vec![tx_sock]).expect("backend");
         let sizes = [1000, 1000, 1000, 1000, 400];
         for (i, len) in sizes.iter().enumerate() {
@@ -2228,11 +2385,22 @@ mod tests {
         let mut one = [0u8; 1];
         let _ = rx.peek(&mut one); // wait until it arrived
         let mut buf = vec![0u8; GRO_SLOT];
-        let (n, seg) = recv_gro(rx.as_raw_fd(), &mut buf)
+        let (n, control) = recv_gro(rx.as_raw_fd(), &mut buf)
             .expect("recv")
             .expect("not truncated");
-        assert_eq!((n, seg), (4400, Some(1000)), "one coalesced message");
-        let got: Vec<Vec<u8>> = gro_datagrams(&buf[..n], seg).map(|d| d.to_vec()).collect();
+        assert_eq!(
+            (n, control.seg),
+            (4400, Some(1000)),
+            "one coalesced message"
+        );
+        let stamped = control.rx_ns.expect("a kernel receive time");
+        assert!(
+            stamped <= RxClock::now().real_ns,
+            "received before it was read"
+        );
+        let got: Vec<Vec<u8>> = gro_segments(n, control.seg)
+            .map(|(off, len)| buf[off..off + len].to_vec())
+            .collect();
         let want: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
@@ -2247,15 +2415,43 @@ mod tests {
     fn a_coalesced_message_splits_into_segments_and_drops_oversized_ones() {
         let mut b = RecvBatch::default();
         let src: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        b.push_message(0, src, At::Own(0), 2500, Some(1000));
+        let seg = |n| Control {
+            seg: Some(n),
+            rx_ns: None,
+        };
+        b.push_message(0, src, At::Own(0), 2500, seg(1000));
         let lens: Vec<usize> = (0..b.len()).map(|i| b.get(i).expect("d").1.len()).collect();
         assert_eq!(lens, vec![1000, 1000, 500]);
         assert_eq!((b.messages(), b.coalesced(), b.oversized()), (1, 3, 0));
-        b.push_message(0, src, At::Own(GRO_SLOT), SLOT + 1, None);
-        b.push_message(0, src, At::Own(2 * GRO_SLOT), 10, Some(10));
+        b.push_message(0, src, At::Own(GRO_SLOT), SLOT + 1, Control::default());
+        b.push_message(0, src, At::Own(2 * GRO_SLOT), 10, seg(10));
         assert_eq!((b.len(), b.messages(), b.oversized()), (4, 3, 1));
         b.clear();
         assert_eq!((b.len(), b.messages(), b.coalesced()), (0, 0, 0));
+    }
+
+    /// The split both receive paths share covers the message exactly, once: `seg`-byte
+    /// datagrams and a shorter last one; no (or a useless) segment size means one datagram.
+    #[test]
+    fn gro_segments_cover_the_message_exactly_once() {
+        let segs = |len, seg| gro_segments(len, seg).collect::<Vec<_>>();
+        assert_eq!(
+            segs(2500, Some(1000)),
+            vec![(0, 1000), (1000, 1000), (2000, 500)]
+        );
+        assert_eq!(
+            segs(3000, Some(1000)),
+            vec![(0, 1000), (1000, 1000), (2000, 1000)]
+        );
+        assert_eq!(segs(800, Some(1000)), vec![(0, 800)]);
+        assert_eq!(segs(800, Some(0)), vec![(0, 800)]);
+        assert_eq!(segs(800, None), vec![(0, 800)]);
+        assert_eq!(segs(0, Some(1000)), vec![]);
+        for (len, seg) in [(65_535, 1200), (4401, 1100), (1, 1)] {
+            let parts = segs(len, Some(seg));
+            assert_eq!(parts.iter().map(|p| p.1).sum::<usize>(), len);
+            assert!(parts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
     }
 
     /// The UDP_GRO control message is found among others; malformed or foreign control
@@ -2276,22 +2472,108 @@ mod tests {
             }
             out
         }
-        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, 1200)), Some(1200));
+        assert_eq!(
+            read_control(&cmsg(libc::SOL_UDP, UDP_GRO, 1200)).seg,
+            Some(1200)
+        );
         let mut two = cmsg(libc::SOL_IP, libc::IP_TOS, 0);
         two.extend(cmsg(libc::SOL_UDP, UDP_GRO, 900));
-        assert_eq!(gro_segment(&two), Some(900));
-        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, 0)), None);
-        assert_eq!(gro_segment(&cmsg(libc::SOL_UDP, UDP_GRO, -5)), None);
-        assert_eq!(gro_segment(&[]), None);
+        assert_eq!(read_control(&two).seg, Some(900));
+        assert_eq!(read_control(&cmsg(libc::SOL_UDP, UDP_GRO, 0)).seg, None);
+        assert_eq!(read_control(&cmsg(libc::SOL_UDP, UDP_GRO, -5)).seg, None);
+        assert_eq!(read_control(&[]).seg, None);
         let whole = cmsg(libc::SOL_UDP, UDP_GRO, 1200);
         for cut in 0..whole.len() - 4 {
-            assert_eq!(gro_segment(&whole[..cut]), None, "cut at {cut}");
+            assert_eq!(read_control(&whole[..cut]).seg, None, "cut at {cut}");
         }
         let mut bad = whole.clone();
         bad[0] = 0xff; // cmsg_len beyond the buffer
-        assert_eq!(gro_segment(&bad), None);
+        assert_eq!(read_control(&bad).seg, None);
         bad[..8].copy_from_slice(&1u64.to_ne_bytes()); // shorter than a header
-        assert_eq!(gro_segment(&bad), None);
+        assert_eq!(read_control(&bad).seg, None);
+    }
+
+    /// The kernel's receive time (`SCM_TIMESTAMPNS`) is read next to the GRO segment size;
+    /// a short or nonsensical timespec gives no time rather than a wrong one.
+    #[test]
+    fn the_receive_time_is_read_from_control_data_and_malformed_times_are_ignored() {
+        fn cmsg(level: libc::c_int, ty: libc::c_int, data: &[u8]) -> Vec<u8> {
+            let hdr = size_of::<libc::cmsghdr>();
+            let space = hdr + data.len().div_ceil(8) * 8;
+            let mut out = vec![0u8; space];
+            // SAFETY: writes a cmsghdr into a buffer larger than one.
+            unsafe {
+                let mut c: libc::cmsghdr = zeroed();
+                c.cmsg_len = (hdr + data.len()) as _;
+                c.cmsg_level = level;
+                c.cmsg_type = ty;
+                std::ptr::write_unaligned(out.as_mut_ptr() as *mut libc::cmsghdr, c);
+            }
+            out[hdr..hdr + data.len()].copy_from_slice(data);
+            out
+        }
+        fn ts(sec: i64, nsec: i64) -> Vec<u8> {
+            [sec.to_ne_bytes(), nsec.to_ne_bytes()].concat()
+        }
+        let stamp = cmsg(
+            libc::SOL_SOCKET,
+            libc::SCM_TIMESTAMPNS,
+            &ts(1_700_000_000, 5),
+        );
+        assert_eq!(
+            read_control(&stamp),
+            Control {
+                seg: None,
+                rx_ns: Some(1_700_000_000_000_000_005)
+            }
+        );
+        let mut both = cmsg(libc::SOL_UDP, UDP_GRO, &1200i32.to_ne_bytes());
+        both.extend(&stamp);
+        assert_eq!(
+            read_control(&both),
+            Control {
+                seg: Some(1200),
+                rx_ns: Some(1_700_000_000_000_000_005)
+            }
+        );
+        for bad in [
+            ts(-1, 0),
+            ts(5, 1_000_000_000),
+            ts(5, -1),
+            ts(0, 0),
+            ts(i64::MAX, 0),
+        ] {
+            let c = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &bad);
+            assert_eq!(read_control(&c).rx_ns, None, "{bad:?}");
+        }
+        let short = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts(5, 5)[..12]);
+        assert_eq!(read_control(&short).rx_ns, None);
+        for cut in 0..stamp.len() {
+            assert_eq!(read_control(&stamp[..cut]).rx_ns, None, "cut at {cut}");
+        }
+    }
+
+    /// Kernel receive times become the worker's clock: as old as the wall clock says,
+    /// never before the floor, never after the reading, at most `MAX_RX_AGE` old, and the
+    /// fallback for datagrams without a stamp.
+    #[test]
+    fn receive_times_convert_to_the_worker_clock_within_bounds() {
+        let c = RxClock::now();
+        let ms = |n: u64| std::time::Duration::from_millis(n);
+        let long_ago = c.now - ms(10_000);
+        let fallback = c.now - ms(3);
+        assert_eq!(c.arrival(0, long_ago, fallback), fallback);
+        assert_eq!(
+            c.arrival(c.real_ns - 40_000_000, long_ago, fallback),
+            c.now - ms(40)
+        );
+        assert_eq!(
+            c.arrival(c.real_ns - 40_000_000, c.now - ms(10), fallback),
+            c.now - ms(10)
+        );
+        assert_eq!(c.arrival(c.real_ns + 5_000_000, long_ago, fallback), c.now);
+        assert_eq!(c.arrival(1, long_ago, fallback), c.now - MAX_RX_AGE);
+        assert_eq!(c.arrival(c.real_ns, c.now + ms(5), fallback), c.now);
     }
 
     #[test]

@@ -660,15 +660,18 @@ impl Media {
         self.by_addr.get(&(proto, source))
     }
 
-    /// A datagram for this worker. Unknown senders are dropped and counted. Call
-    /// [`Media::end_input`] after a batch: the subscribers a batch's packets were forwarded
-    /// to are pumped once per batch, not once per packet.
+    /// A datagram for this worker, which arrived at `arrival` (the kernel's receive time
+    /// where known: what transport-wide congestion control feedback reports). Unknown
+    /// senders are dropped and counted. Call [`Media::end_input`] after a batch: the
+    /// subscribers a batch's packets were forwarded to are pumped once per batch, not once
+    /// per packet.
     pub fn handle_receive(
         &mut self,
         proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         bytes: &[u8],
+        arrival: Instant,
         now: Instant,
     ) {
         let ufrag = rtcd_proto::stun::binding_request_local_ufrag(bytes);
@@ -690,7 +693,7 @@ impl Media {
             // Failed earlier in this batch; closed at the end of it.
             return;
         }
-        let input = Input::Receive(now, recv);
+        let input = Input::Receive(arrival, recv);
         if ufrag.is_some() && !s.rtc.accepts(&input) {
             self.stats.dropped(DropReason::BadStun);
             return;

@@ -167,8 +167,13 @@ impl WorkerStats {
     }
 
     pub fn dropped(&self, why: Drop) {
-        if let Some(c) = self.drops.get(why as usize) {
-            c.fetch_add(1, Relaxed);
+        self.dropped_n(why, 1);
+    }
+
+    /// `n` drops for one reason at once (no store when `n` is zero).
+    pub fn dropped_n(&self, why: Drop, n: usize) {
+        if let (true, Some(c)) = (n > 0, self.drops.get(why as usize)) {
+            c.fetch_add(n as u64, Relaxed);
         }
     }
 

@@ -28,7 +28,7 @@ use rtcd_proto::framing::{encode_frame, Rfc4571Decoder};
 use str0m::net::Protocol;
 
 use super::engine::worker_of_ufrag;
-use super::io::{RecvBatch, UdpIo};
+use super::io::{RecvBatch, RxClock, UdpIo};
 use super::media::{Forwarded, Media, PeerMsg, Transmit};
 use super::net::Endpoint;
 use super::stats::{Drop as DropReason, WorkerStats};
@@ -63,6 +63,8 @@ pub enum Handover {
         socket: usize,
         source: SocketAddr,
         bytes: Vec<u8>,
+        /// Kernel receive time (wall-clock ns, 0: none; see `io::RxClock`).
+        rx_ns: u64,
     },
     Tcp {
         stream: std::net::TcpStream,
@@ -154,6 +156,9 @@ pub struct Worker {
     backlog: bool,
     /// UDP datagrams may be left after the read budget.
     backlog_udp: bool,
+    /// The previous turn's clock reading: no datagram is given an earlier arrival time
+    /// (one that waited longer counts as arrived then).
+    floor: Instant,
 }
 
 pub struct WorkerParts {
@@ -219,6 +224,7 @@ impl Worker {
             out: Vec::new(),
             backlog: false,
             backlog_udp: false,
+            floor: Instant::now(),
         })
     }
 
@@ -305,6 +311,7 @@ impl Worker {
             self.stats
                 .set_ring_occupancy(self.rings_in.iter().map(|(_, r)| r.len()).sum());
             self.stats.loop_turn(turn_start.elapsed());
+            self.floor = now;
         }
         let now = Instant::now();
         self.media.close_all(now);
@@ -391,12 +398,14 @@ impl Worker {
                     socket,
                     source,
                     bytes,
+                    rx_ns,
                 } => {
                     let Some(dst) = self.udp.get(socket).map(|e| e.advertised) else {
                         continue;
                     };
+                    let arrival = RxClock::now().arrival(rx_ns, self.floor, now);
                     self.media
-                        .handle_receive(Protocol::Udp, source, dst, &bytes, now);
+                        .handle_receive(Protocol::Udp, source, dst, &bytes, arrival, now);
                     self.open_direct(socket, source, now);
                 }
                 Handover::Tcp {
@@ -423,11 +432,11 @@ impl Worker {
         let mut read = 0;
         while read < READ_BUDGET {
             let more = self.io.recv(&mut self.batch);
+            let clock = RxClock::now();
             read += self.batch.len().max(1);
             self.stats.recv_coalesced(self.batch.coalesced());
-            for _ in 0..self.batch.oversized() {
-                self.stats.dropped(DropReason::Oversized);
-            }
+            self.stats
+                .dropped_n(DropReason::Oversized, self.batch.oversized());
             for i in 0..self.batch.len() {
                 let Some((d, bytes)) = self.batch.get(i) else {
                     continue;
@@ -457,11 +466,19 @@ impl Worker {
                         socket: d.sock,
                         source,
                         bytes: bytes.to_vec(),
+                        rx_ns: d.rx_ns,
                     };
                     handover(&self.peers, &self.stats, owner, h);
                 } else {
-                    self.media
-                        .handle_receive(Protocol::Udp, source, advertised, bytes, now);
+                    let arrival = clock.arrival(d.rx_ns, self.floor, now);
+                    self.media.handle_receive(
+                        Protocol::Udp,
+                        source,
+                        advertised,
+                        bytes,
+                        arrival,
+                        now,
+                    );
                 }
             }
             self.flush(now);
@@ -495,6 +512,9 @@ impl Worker {
         // A publisher's burst arrives as one message (split again in `read_direct`).
         if let Err(e) = super::io::set_udp_gro(&sock, true) {
             tracing::debug!(worker = self.id, error = %e, "no UDP GRO on a direct socket");
+        }
+        if let Err(e) = super::io::set_rx_timestamps(sock.as_raw_fd()) {
+            tracing::debug!(worker = self.id, error = %e, "no receive timestamps on a direct socket");
         }
         let mut sock = mio::net::UdpSocket::from_std(sock);
         let token = Token(self.next_direct);
@@ -544,17 +564,31 @@ impl Worker {
                     read += 1;
                     self.stats.dropped(DropReason::Oversized);
                 }
-                Ok(Some((n, seg))) => {
+                Ok(Some((n, control))) => {
                     d.last_rx = now;
                     read += 1;
-                    let datagrams = super::io::gro_datagrams(&buf[..n], seg);
-                    if seg.is_some() {
-                        self.stats.recv_coalesced(datagrams.len());
+                    let arrival =
+                        RxClock::now().arrival(control.rx_ns.unwrap_or(0), self.floor, now);
+                    // The shared socket's rule (`RecvBatch`): split, drop what no slot holds.
+                    let (mut parts, mut oversized) = (0, 0);
+                    for (off, len) in super::io::gro_segments(n, control.seg) {
+                        parts += 1;
+                        match buf.get(off..off + len) {
+                            Some(bytes) if len <= super::io::SLOT => self.media.handle_receive(
+                                Protocol::Udp,
+                                source,
+                                advertised,
+                                bytes,
+                                arrival,
+                                now,
+                            ),
+                            _ => oversized += 1,
+                        }
                     }
-                    for bytes in datagrams {
-                        self.media
-                            .handle_receive(Protocol::Udp, source, advertised, bytes, now);
+                    if parts > 1 {
+                        self.stats.recv_coalesced(parts);
                     }
+                    self.stats.dropped_n(DropReason::Oversized, oversized);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -738,7 +772,7 @@ impl Worker {
                         let local = c.local;
                         self.conn_by_peer.insert(peer, token);
                         self.media
-                            .handle_receive(Protocol::Tcp, peer, local, &frame, now);
+                            .handle_receive(Protocol::Tcp, peer, local, &frame, now, now);
                         self.flush(now);
                     }
                     None => {
@@ -755,7 +789,7 @@ impl Worker {
             };
             let (peer, local) = (c.peer, c.local);
             self.media
-                .handle_receive(Protocol::Tcp, peer, local, &frame, now);
+                .handle_receive(Protocol::Tcp, peer, local, &frame, now, now);
             self.flush(now);
         }
     }
