@@ -54,8 +54,19 @@ test('simulcast screen, camera video and a late joiner', {timeout: 180000}, () =
         const ts = await screenTracks(u);
         return ts.length >= 2 && ts[0].id !== ts[ts.length - 1].id ? ts : null;
     };
-    const bobTracks = await waitFor(() => upgraded(bob), {what: 'bob switched to another screen layer', timeout: 45000, describe: async () => JSON.stringify(await screenTracks(bob))});
-    const carolTracks = await waitFor(() => upgraded(carol), {what: 'carol switched to another screen layer', timeout: 45000, describe: async () => JSON.stringify(await screenTracks(carol))});
+    // On failure, also say what alice's browser was sending and why (a paused `h` with
+    // qualityLimitationReason 'bandwidth' points at her send-side estimate, i.e. at the
+    // transport-cc feedback rtcd gives her; 'cpu' at the machine).
+    const sender = async () => {
+        const s = await alice.stats();
+        return {
+            layers: s.outbound.filter((o) => o.kind === 'video' && o.rid).map((o) => ({rid: o.rid, framesEncoded: o.framesEncoded, bytesSent: o.bytesSent, fps: o.framesPerSecond, limitation: o.qualityLimitationReason, limitationDurations: o.qualityLimitationDurations})),
+            availableOutgoingBitrate: s.selectedPair && s.selectedPair.availableOutgoingBitrate,
+        };
+    };
+    const describe = (u) => async () => JSON.stringify({tracks: await screenTracks(u), aliceSends: await sender()});
+    const bobTracks = await waitFor(() => upgraded(bob), {what: 'bob switched to another screen layer', timeout: 45000, describe: describe(bob)});
+    const carolTracks = await waitFor(() => upgraded(carol), {what: 'carol switched to another screen layer', timeout: 45000, describe: describe(carol)});
     assert.equal(carolTracks[0].id, bobTracks[0].id, 'both viewers started on the same (`l`) track');
     assert.equal(carolTracks[carolTracks.length - 1].id, bobTracks[bobTracks.length - 1].id, 'and moved to the same (`h`) track');
     const sc = await expectFlowing(carol, [['screen', alice.sessionID]], {field: 'framesDecoded', minDelta: 5, windowMs: 3000});
