@@ -238,7 +238,7 @@ impl RecvBatch {
         control: Control,
     ) {
         self.msgs += 1;
-        let (seg, rx_ns) = (control.seg, control.rx_ns.unwrap_or(0));
+        let (seg, rx_ns) = (control.seg, control.rx_ns);
         let mut parts = 0;
         for (off, n) in gro_segments(len, seg) {
             parts += 1;
@@ -282,8 +282,9 @@ pub struct Control {
     /// The GRO segment size: the `UDP_GRO` control message the kernel adds when it
     /// coalesced datagrams (`None`: one datagram).
     pub seg: Option<usize>,
-    /// When the kernel received the message (`SCM_TIMESTAMPNS`: wall-clock ns).
-    pub rx_ns: Option<u64>,
+    /// When the kernel received the message (`SCM_TIMESTAMPNS`: wall-clock ns; 0: not
+    /// stamped, as in [`Datagram::rx_ns`]).
+    pub rx_ns: u64,
 }
 
 /// Reads a received message's control data; malformed or truncated control messages end
@@ -319,7 +320,7 @@ pub fn read_control(control: &[u8]) -> Control {
                     .ok()
                     .zip(u64::try_from(t.tv_nsec).ok().filter(|&n| n < 1_000_000_000))
                     .and_then(|(s, n)| s.checked_mul(1_000_000_000)?.checked_add(n))
-                    .filter(|&ns| ns > 0);
+                    .unwrap_or(0);
             }
             _ => {}
         }
@@ -331,13 +332,22 @@ pub fn read_control(control: &[u8]) -> Control {
 /// Asks the kernel to stamp every datagram received on `sock` with its arrival time
 /// (`SO_TIMESTAMPNS`), read back from the control data by [`read_control`].
 pub fn set_rx_timestamps(sock: RawFd) -> io::Result<()> {
-    let v: libc::c_int = 1;
-    // SAFETY: a valid fd and a c_int option value that outlives the call.
+    set_int_option(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// `setsockopt` with an int value.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a plain syscall with a c_int option value that outlives the call.
     let r = unsafe {
         libc::setsockopt(
-            sock,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
+            fd,
+            level,
+            name,
             &v as *const _ as *const libc::c_void,
             size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -392,22 +402,7 @@ impl RxClock {
 
 /// Turns UDP GRO on or off on a socket (Linux 5.0+).
 pub fn set_udp_gro(sock: &UdpSocket, on: bool) -> io::Result<()> {
-    let v: libc::c_int = on.into();
-    // SAFETY: a valid fd and a c_int option value that outlives the call.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_GRO,
-            &v as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(sock.as_raw_fd(), libc::SOL_UDP, UDP_GRO, on.into())
 }
 
 /// Turns UDP GRO on or off on every socket; returns whether it is on. Where a socket
@@ -2393,7 +2388,8 @@ mod tests {
             (4400, Some(1000)),
             "one coalesced message"
         );
-        let stamped = control.rx_ns.expect("a kernel receive time");
+        let stamped = control.rx_ns;
+        assert_ne!(stamped, 0, "a kernel receive time");
         assert!(
             stamped <= RxClock::now().real_ns,
             "received before it was read"
@@ -2417,7 +2413,7 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:9".parse().expect("addr");
         let seg = |n| Control {
             seg: Some(n),
-            rx_ns: None,
+            rx_ns: 0,
         };
         b.push_message(0, src, At::Own(0), 2500, seg(1000));
         let lens: Vec<usize> = (0..b.len()).map(|i| b.get(i).expect("d").1.len()).collect();
@@ -2524,7 +2520,7 @@ mod tests {
             read_control(&stamp),
             Control {
                 seg: None,
-                rx_ns: Some(1_700_000_000_000_000_005)
+                rx_ns: 1_700_000_000_000_000_005
             }
         );
         let mut both = cmsg(libc::SOL_UDP, UDP_GRO, &1200i32.to_ne_bytes());
@@ -2533,7 +2529,7 @@ mod tests {
             read_control(&both),
             Control {
                 seg: Some(1200),
-                rx_ns: Some(1_700_000_000_000_000_005)
+                rx_ns: 1_700_000_000_000_000_005
             }
         );
         for bad in [
@@ -2544,12 +2540,12 @@ mod tests {
             ts(i64::MAX, 0),
         ] {
             let c = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &bad);
-            assert_eq!(read_control(&c).rx_ns, None, "{bad:?}");
+            assert_eq!(read_control(&c).rx_ns, 0, "{bad:?}");
         }
         let short = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts(5, 5)[..12]);
-        assert_eq!(read_control(&short).rx_ns, None);
+        assert_eq!(read_control(&short).rx_ns, 0);
         for cut in 0..stamp.len() {
-            assert_eq!(read_control(&stamp[..cut]).rx_ns, None, "cut at {cut}");
+            assert_eq!(read_control(&stamp[..cut]).rx_ns, 0, "cut at {cut}");
         }
     }
 

@@ -389,6 +389,8 @@ impl Worker {
     }
 
     fn handle_handovers(&mut self, now: Instant) {
+        // Read once, and only when a datagram was handed over (stamps are converted with it).
+        let mut clock = None;
         for _ in 0..QUEUE_BUDGET {
             let Ok(h) = self.handovers.try_recv() else {
                 return;
@@ -403,7 +405,9 @@ impl Worker {
                     let Some(dst) = self.udp.get(socket).map(|e| e.advertised) else {
                         continue;
                     };
-                    let arrival = RxClock::now().arrival(rx_ns, self.floor, now);
+                    let arrival = clock
+                        .get_or_insert_with(RxClock::now)
+                        .arrival(rx_ns, self.floor, now);
                     self.media
                         .handle_receive(Protocol::Udp, source, dst, &bytes, arrival, now);
                     self.open_direct(socket, source, now);
@@ -567,8 +571,7 @@ impl Worker {
                 Ok(Some((n, control))) => {
                     d.last_rx = now;
                     read += 1;
-                    let arrival =
-                        RxClock::now().arrival(control.rx_ns.unwrap_or(0), self.floor, now);
+                    let arrival = RxClock::now().arrival(control.rx_ns, self.floor, now);
                     // The shared socket's rule (`RecvBatch`): split, drop what no slot holds.
                     let (mut parts, mut oversized) = (0, 0);
                     for (off, len) in super::io::gro_segments(n, control.seg) {
